@@ -1,0 +1,1 @@
+"""Data: embedded corpus synthesiser, audio reading and dataset preparation."""

@@ -1,0 +1,1 @@
+"""SpeechBrain ``Pretrained`` interfaces for speechbrain-dyncp models."""

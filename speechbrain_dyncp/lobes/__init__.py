@@ -1,0 +1,1 @@
+"""Networks (SpeechBrain lobes) of speechbrain-dyncp."""

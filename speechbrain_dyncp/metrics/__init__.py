@@ -1,0 +1,1 @@
+"""Metrics: enhancement quality and speaker-verification scoring."""

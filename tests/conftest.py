@@ -1,0 +1,46 @@
+"""Shared pytest fixtures.
+
+* ``shared_data``: the real development recordings in ../shared/data (or
+  ``$DYNCP_SHARED_DATA``); tests that need them skip with a reason where absent.
+* ``tiny_corpus``: the embedded synthetic corpus, built once per session.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # 2-core CI machines: avoid thread oversubscription between torch and BLAS.
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root (recipes/ and hparams/ live there)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ../shared/data; skips the test where it is absent."""
+    path = Path(os.environ.get("DYNCP_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    if not path.is_dir():
+        pytest.skip(f"real development recordings not found at {path} (set DYNCP_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """The embedded corpus at its smallest preset, built once per test session."""
+    from speechbrain_dyncp.data.synth import build_corpus
+
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    return build_corpus(root, preset="tiny", seed=0)
