@@ -1,0 +1,242 @@
+"""DynCP enhancer (Conv-FSENet): STFT -> point-wise front-end -> gated TCN -> mask -> iSTFT.
+
+Conventions (papers.md §1.3): 16 kHz, n_fft 512, hop 256, periodic Hann,
+``center=True`` with zero padding, so frame t is centred on sample t*256 and a
+signal of L samples has ``N = 1 + L // 256`` frames (the corpus label grid).
+The sigmoid mask multiplies the complex noisy STFT.
+
+Lengths and padding: relative ``lengths`` give ``L_b = round(lengths_b * T)``
+valid samples (rounded with :func:`speechbrain_dyncp.lengths.frame_lengths`);
+samples past ``L_b`` are zeroed, frames past ``1 + L_b // hop`` are invalid
+(``frame_mask`` False), the TCN ignores them, and the inverse STFT normalises
+with the window energy of valid frames only. Hence every valid output sample
+is exactly what the unpadded item gives, in causal and non-causal mode
+(tested with lengths like 7/13). Mask and output are zero on padding.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from speechbrain_dyncp.lengths import frame_lengths
+from speechbrain_dyncp.lobes.gated_tcn import GatedTCN
+
+FEATURES = ("mag", "compressed")
+
+
+class EnhancerOutput(NamedTuple):
+    """Output of :class:`DynCPEnhancer`."""
+
+    wav: Tensor  # B, T enhanced waveform (zero past each length)
+    mask: Tensor  # B, N, F in [0, 1] (zero on padded frames)
+    gates: Tensor  # B, L, N, H in {0, 1}; all ones when gated=False
+    frame_mask: Tensor  # B, N bool, True on valid frames
+
+
+def masked_istft(spec: Tensor, frame_mask: Tensor, window: Tensor, hop: int, length: int) -> Tensor:
+    """Inverse of ``torch.stft(center=True)`` using only valid frames.
+
+    Same as ``torch.istft`` (weighted overlap-add divided by the summed squared
+    window) except that invalid frames add neither signal nor window energy,
+    so padding a batch never changes a valid sample.
+
+    Arguments
+    ---------
+    spec : torch.Tensor
+        Complex ``[B, F, N]``.
+    frame_mask : torch.Tensor
+        ``[B, N]`` bool.
+    window : torch.Tensor
+        ``[n_fft]`` synthesis window.
+    hop : int
+        Hop length.
+    length : int
+        Output samples T.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, T]``.
+
+    Example
+    -------
+    >>> x, w = torch.randn(2, 1000), torch.hann_window(64)
+    >>> X = torch.stft(x, 64, 16, window=w, return_complex=True)
+    >>> ok = torch.ones(2, X.shape[-1], dtype=torch.bool)
+    >>> torch.allclose(masked_istft(X, ok, w, 16, 1000), x, atol=1e-5)
+    True
+    """
+    n_fft = window.shape[0]
+    n = spec.shape[-1]
+    m = frame_mask.unsqueeze(1).to(window.dtype)  # B, 1, N
+    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[:, None] * m  # B, n_fft, N
+    env = (window**2)[None, :, None] * m
+    full = (n - 1) * hop + n_fft
+    both = torch.cat([frames, env], 0)
+    ola = F.fold(both, (1, full), (1, n_fft), stride=(1, hop)).flatten(1)  # 2B, full
+    num, den = ola.chunk(2, 0)
+    start = n_fft // 2
+    num, den = num[:, start : start + length], den[:, start : start + length]
+    out = torch.where(den > 1e-11, num / den.clamp(min=1e-11), torch.zeros_like(num))
+    return F.pad(out, (0, length - out.shape[-1]))
+
+
+class DynCPEnhancer(nn.Module):
+    """Conv-FSENet with DynCP channel gates on every TCN block's hidden channels.
+
+    Arguments
+    ---------
+    n_fft : int
+        FFT size (window length).
+    hop_length : int
+        Hop in samples.
+    sample_rate : int
+        Sample rate (informative; the model works in samples).
+    channels : int
+        Residual width B (front-end output).
+    hidden : int
+        Hidden width H per block (the gated channels).
+    kernel_size : int
+        Depthwise kernel P.
+    n_stacks, n_blocks : int
+        TCN layout; L = n_stacks * n_blocks gated blocks.
+    causal : bool
+        Causal TCN and gate pooling (streamable).
+    gated : bool
+        False gives the dense baseline (gates all ones).
+    feature : str
+        ``"mag"``: ``|X|`` (the paper's config); ``"compressed"``:
+        ``(|X| + 1e-9) ** compression``.
+    compression : float
+        Power-law exponent for ``feature="compressed"``.
+    gate_input, gate_window, gate_hidden, gate_layers, gate_backward, gate_beta, gate_threshold, gate_init_bias
+        See :class:`~speechbrain_dyncp.lobes.gated_tcn.GatedTCN`.
+    dropout : float
+        Dropout in the TCN blocks.
+
+    Example
+    -------
+    >>> model = DynCPEnhancer(channels=16, hidden=32, n_stacks=1, n_blocks=2, gate_hidden=8).eval()
+    >>> out = model(torch.randn(2, 4000), lengths=torch.tensor([1.0, 0.5]))
+    >>> out.wav.shape, out.mask.shape, out.gates.shape, out.frame_mask.sum(1)
+    (torch.Size([2, 4000]), torch.Size([2, 16, 257]), torch.Size([2, 2, 16, 32]), tensor([16,  8]))
+    >>> bool(((out.gates == 0) | (out.gates == 1)).all())
+    True
+    """
+
+    def __init__(
+        self,
+        n_fft: int = 512,
+        hop_length: int = 256,
+        sample_rate: int = 16000,
+        channels: int = 128,
+        hidden: int = 256,
+        kernel_size: int = 3,
+        n_stacks: int = 3,
+        n_blocks: int = 3,
+        causal: bool = True,
+        gated: bool = True,
+        feature: str = "mag",
+        compression: float = 0.3,
+        gate_input: str = "block",
+        gate_window: int = 4,
+        gate_hidden: int = 64,
+        gate_layers: int = 2,
+        gate_backward: str = "surrogate",
+        gate_beta: float = 5.0,
+        gate_threshold: float = 0.0,
+        gate_init_bias: float = 0.5,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if feature not in FEATURES:
+            raise ValueError(f"Unknown feature {feature!r}; choose from {FEATURES}.")
+        self.n_fft, self.hop_length, self.sample_rate = n_fft, hop_length, sample_rate
+        self.n_freq = n_fft // 2 + 1
+        self.causal, self.gated = causal, gated
+        self.feature, self.compression = feature, compression
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.front = nn.Linear(self.n_freq, channels)
+        self.tcn = GatedTCN(
+            channels, hidden, kernel_size=kernel_size, n_stacks=n_stacks, n_blocks=n_blocks,
+            causal=causal, gated=gated, gate_input=gate_input, gate_window=gate_window,
+            gate_hidden=gate_hidden, gate_layers=gate_layers, gate_backward=gate_backward,
+            gate_beta=gate_beta, gate_threshold=gate_threshold, gate_init_bias=gate_init_bias,
+            dropout=dropout,
+        )
+        self.back = nn.Linear(channels, self.n_freq)
+
+    def features(self, spec: Tensor) -> Tensor:
+        """Input features ``[B, N, F]`` from the complex STFT ``[B, F, N]``."""
+        mag = spec.abs().transpose(1, 2)
+        if self.feature == "compressed":
+            mag = (mag + 1e-9) ** self.compression
+        return mag
+
+    def masker(self, feats: Tensor, frame_mask: Optional[Tensor] = None):
+        """Features ``[B, N, F]`` -> (mask ``[B, N, F]``, gates ``[B, L, N, H]``)."""
+        h = torch.relu(self.front(feats))  # B, N, C
+        out = self.tcn(h, frame_mask)
+        return torch.sigmoid(self.back(out.out)), out.gates
+
+    def forward(self, wav: Tensor, lengths: Optional[Tensor] = None) -> EnhancerOutput:
+        """Enhance ``wav`` ``[B, T]``; ``lengths`` relative ``[B]`` (any device).
+
+        Arguments
+        ---------
+        wav : torch.Tensor
+            Noisy waveforms ``[B, T]``.
+        lengths : torch.Tensor, optional
+            Relative lengths in (0, 1]; None = all full length.
+
+        Returns
+        -------
+        EnhancerOutput
+            ``wav`` ``[B, T]``, ``mask`` ``[B, N, F]``, ``gates`` ``[B, L, N, H]``,
+            ``frame_mask`` ``[B, N]``.
+        """
+        if wav.ndim != 2:
+            raise ValueError(
+                f"DynCPEnhancer expects waveforms [batch, time], got {tuple(wav.shape)}; "
+                "for one file use wav.unsqueeze(0)."
+            )
+        b, t = wav.shape
+        n_valid = frame_lengths(lengths, t, b).to(wav.device)  # samples, rounded
+        sample_mask = torch.arange(t, device=wav.device)[None] < n_valid[:, None]
+        wav = wav * sample_mask.to(wav.dtype)
+        spec = torch.stft(wav, self.n_fft, self.hop_length, window=self.window, center=True,
+                          pad_mode="constant", return_complex=True)  # B, F, N
+        n = spec.shape[-1]
+        frame_mask = torch.arange(n, device=wav.device)[None] < (1 + n_valid // self.hop_length)[:, None]
+        mask, gates = self.masker(self.features(spec), frame_mask)
+        mask = mask * frame_mask.unsqueeze(-1).to(mask.dtype)
+        est = masked_istft(spec * mask.transpose(1, 2), frame_mask, self.window, self.hop_length, t)
+        return EnhancerOutput(est * sample_mask.to(est.dtype), mask, gates, frame_mask)
+
+
+def dyncp_small(**overrides) -> DynCPEnhancer:
+    """Tiny CPU-trainable DynCP enhancer: 2 stacks x 3 blocks, B=64, H=128, r=32.
+
+    Arguments
+    ---------
+    **overrides
+        Any :class:`DynCPEnhancer` argument.
+
+    Returns
+    -------
+    DynCPEnhancer
+
+    Example
+    -------
+    >>> model = dyncp_small()
+    >>> model.tcn.n_gated, model.tcn.hidden
+    (6, 128)
+    """
+    cfg = dict(channels=64, hidden=128, n_stacks=2, n_blocks=3, gate_hidden=32)
+    cfg.update(overrides)
+    return DynCPEnhancer(**cfg)
