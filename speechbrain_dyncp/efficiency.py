@@ -1,0 +1,165 @@
+"""Compute accounting for the DynCP enhancer: parameters, dense vs gate-effective MACs.
+
+What is counted (per STFT frame, multiply-accumulates of the conv / linear
+layers, as in the paper's MAC budget, papers.md §1.3):
+
+* front-end ``F * B`` and back-end ``B * F`` (F = n_fft // 2 + 1 bins);
+* each TCN block: per *active* hidden channel, its W1 row (``B``), its
+  depthwise taps (``P``) and its W2 column (``B``), i.e. ``a_t * (2B + P)``;
+  the dense model has ``a_t = H``;
+* each gate (only in gated models): the moving average as a running sum
+  (``2 * C_in`` accumulates: add the new frame, subtract the oldest; the
+  ``1/K`` scale folds into the first 1x1 conv; 0 when K = 1) plus its
+  point-wise stack (``sum in * out`` over its 1x1 convs).
+
+Not counted (stated so that figures compare with the paper's): STFT / iSTFT
+(FFTs), magnitude, bias additions, residual additions, PReLU, the norms (a
+per-channel affine at inference), the sigmoid and the mask multiply. All are
+element-wise and O(F + B + H) per frame, small next to the O(B * H) convs.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor, nn
+
+
+def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``model``.
+
+    Example
+    -------
+    >>> parameter_count(nn.Linear(3, 2))
+    8
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def gate_macs(gate) -> int:
+    """MACs per frame of one :class:`~speechbrain_dyncp.lobes.gates.ChannelGate`."""
+    pool = 2 * gate.input_size if gate.window > 1 else 0
+    return pool + sum(c.in_channels * c.out_channels for c in gate.convs)
+
+
+def dense_macs(model) -> Dict[str, int]:
+    """Per-frame MACs of the dense (ungated) network, by part.
+
+    Arguments
+    ---------
+    model : DynCPEnhancer
+
+    Returns
+    -------
+    dict
+        ``front``, ``block`` (one block, all H channels), ``blocks`` (all),
+        ``back``, ``gates`` (sum over gates, 0 if not gated), ``total``
+        (dense network, gates excluded), ``per_channel`` (one hidden channel
+        of one block: ``2B + P``).
+
+    Example
+    -------
+    >>> from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+    >>> dense_macs(DynCPEnhancer(gated=False))["total"]  # papers.md §1.3
+    662528
+    """
+    tcn = model.tcn
+    per_channel = 2 * tcn.channels + tcn.kernel_size
+    front = model.front.in_features * model.front.out_features
+    back = model.back.in_features * model.back.out_features
+    block = tcn.hidden * per_channel
+    gates = sum(gate_macs(g) for g in tcn.gates) if tcn.gated else 0
+    blocks = block * tcn.n_gated
+    return dict(front=front, block=block, blocks=blocks, back=back, gates=gates,
+                total=front + blocks + back, per_channel=per_channel)
+
+
+def macs_per_frame(model, gates: Tensor, frame_mask: Optional[Tensor] = None) -> Dict[str, float]:
+    """Dense vs effective MACs per frame, averaged over the valid frames of ``gates``.
+
+    Arguments
+    ---------
+    model : DynCPEnhancer
+        The model the gates came from.
+    gates : torch.Tensor
+        ``[B, L, N, H]`` in {0, 1} (``EnhancerOutput.gates``).
+    frame_mask : torch.Tensor, optional
+        ``[B, N]`` bool; None = all frames valid.
+
+    Returns
+    -------
+    dict
+        ``dense`` (MACs/frame of the unpruned model, no gates),
+        ``effective`` (active channels only, plus the gates' own cost),
+        ``gates_overhead``, ``saved_pct`` (``100 * (1 - effective / dense)``),
+        ``realised_ratio`` (mean active fraction over valid frames, blocks
+        and channels).
+
+    Example
+    -------
+    >>> from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+    >>> m = DynCPEnhancer(gated=False)
+    >>> macs_per_frame(m, torch.ones(1, 9, 10, 256))["saved_pct"]
+    0.0
+    """
+    b, n_blocks, n, h = gates.shape
+    parts = dense_macs(model)
+    if (n_blocks, h) != (model.tcn.n_gated, model.tcn.hidden):
+        raise ValueError(f"gates [B, L, N, H] must have L={model.tcn.n_gated}, H={model.tcn.hidden}; "
+                         f"got {tuple(gates.shape)}.")
+    if frame_mask is None:
+        frame_mask = torch.ones(b, n, dtype=torch.bool, device=gates.device)
+    w = frame_mask.to(gates.dtype)[:, None, :, None]  # B, 1, N, 1
+    n_valid = w.sum().clamp(min=1.0)
+    active = (gates * w).sum() / n_valid  # active channels per frame, summed over blocks
+    effective = parts["front"] + parts["back"] + parts["gates"] + parts["per_channel"] * active.item()
+    return dict(
+        dense=float(parts["total"]),
+        effective=float(effective),
+        gates_overhead=float(parts["gates"]),
+        saved_pct=100.0 * (1.0 - effective / parts["total"]),
+        realised_ratio=(active / (n_blocks * h)).item(),
+    )
+
+
+def frames_per_second(model) -> float:
+    """STFT frames per second of audio (62.5 at 16 kHz, hop 256)."""
+    return model.sample_rate / model.hop_length
+
+
+@torch.no_grad()
+def plant_gate_ratio(model, wav: Tensor, ratio: float, lengths: Optional[Tensor] = None) -> None:
+    """Set every gate's last bias so each channel is on for ``ratio`` of ``wav``'s frames.
+
+    For benchmarks and tests before a trained model exists: gates stay
+    input-dependent (the scores still vary per frame), but the density is
+    planted rather than learned. Gates are calibrated block by block, since a
+    gate's input depends on the earlier blocks' gates. Works in place.
+
+    Arguments
+    ---------
+    model : DynCPEnhancer
+        A gated model.
+    wav : torch.Tensor
+        ``[B, T]`` calibration audio.
+    ratio : float
+        Target active fraction in (0, 1].
+    lengths : torch.Tensor, optional
+        Relative lengths of ``wav``.
+    """
+    if not model.tcn.gated:
+        raise ValueError("plant_gate_ratio needs a gated model (gated=True).")
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}.")
+    for gate in model.tcn.gates:
+        seen = []
+        hook = gate.convs[-1].register_forward_hook(lambda mod, inp, out: seen.append(out))
+        try:
+            valid = model(wav, lengths).frame_mask
+        finally:
+            hook.remove()
+        s = seen[0].transpose(1, 2)[valid]  # frames, H
+        q = torch.quantile(s.double(), 1.0 - ratio, dim=0).to(s.dtype) if ratio < 1 else s.min(0).values - 1
+        gate.convs[-1].bias.sub_(q - gate.threshold)
