@@ -1,0 +1,234 @@
+"""The ``dyncp`` command line.
+
+``dyncp demo``      the main job end to end on the embedded corpus
+``dyncp enhance``   enhance files / folders (+ ``--probes`` CSV/JSON, ``--plot`` figures)
+``dyncp verify``    score two recordings with a speaker model folder
+``dyncp embed``     speaker embeddings of every file in a folder
+``dyncp export``    recipe checkpoint -> self-contained model folder (``--onnx`` too)
+``dyncp corpus``    build the embedded synthetic corpus
+
+Every command is ``main(argv) -> exit status`` so tests call it in-process.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import argparse
+import json
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional
+
+logger = logging.getLogger("dyncp")
+
+DEFAULT_ENHANCER = "dyncp_small"
+
+
+def bundled_model_dir(name: str = DEFAULT_ENHANCER) -> Path:
+    """Folder of a model that ships inside the package (``speechbrain_dyncp/pretrained/<name>``)."""
+    path = Path(str(resources.files("speechbrain_dyncp") / "pretrained" / name))
+    if not (path / "hyperparams.yaml").is_file():
+        raise FileNotFoundError(f"bundled model {name!r} not found at {path}")
+    return path
+
+
+def load_enhancer(model: Optional[str], savedir: Optional[Path] = None):
+    """``DynCPEnhancement`` from a model folder (default: the bundled small model), offline."""
+    from speechbrain.utils.fetching import FetchConfig, LocalStrategy
+
+    from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
+
+    source = Path(model) if model else bundled_model_dir()
+    if not source.is_dir():  # SpeechBrain would treat any other string as a hub id
+        raise FileNotFoundError(f"model folder not found: {source}")
+    return DynCPEnhancement.from_hparams(
+        source=str(source.resolve()), savedir=str(savedir) if savedir else None,
+        local_strategy=LocalStrategy.NO_LINK if savedir is None else LocalStrategy.COPY,
+        fetch_config=FetchConfig(allow_network=False), run_opts={"device": "cpu"},
+    )
+
+
+# ---------------------------------------------------------------- enhance
+def _output_paths(inputs: List[Path], out_dir: Path):
+    """(input, output-stem) pairs mirroring each input folder's tree under ``out_dir``."""
+    from speechbrain_dyncp.data.audio import list_audio_files
+
+    pairs = []
+    for item in inputs:
+        files = list_audio_files(item)
+        base = item if item.is_dir() else item.parent
+        if item.is_dir() and not files:
+            raise FileNotFoundError(f"no audio files found under {item}")
+        for f in files:
+            pairs.append((f, out_dir / f.relative_to(base).with_suffix("")))
+    return pairs
+
+
+def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
+    """``<stem>.probes.csv`` (per frame) and ``<stem>.json`` (per file) of one analysed item."""
+    import csv
+
+    n = int(analysis.frame_mask[item].sum())
+    cols = {"vad_prob": analysis.vad_prob, "f0_hz": analysis.f0_hz, "snr_db": analysis.snr_db}
+    cols = {k: v[item, :n].tolist() for k, v in cols.items() if v is not None}
+    with open(stem.with_suffix(".probes.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["frame", "time_s", *cols])
+        for t in range(n):
+            w.writerow([t, f"{t * analysis.hop_length / analysis.sample_rate:.3f}",
+                        *(f"{cols[k][t]:.4f}" for k in cols)])
+    summary = {
+        "frames": n,
+        "hop_length": analysis.hop_length,
+        "realised_channel_ratio": analysis.realised_ratio[item],
+        "macs_saved_pct": analysis.macs_saved_pct[item],
+    }
+    noise = analysis.noise_class(item)
+    if noise is not None:
+        summary["noise_class"], summary["noise_prob"] = noise
+    if analysis.snr_db is not None:
+        summary["snr_db"] = analysis.utterance_snr(item)
+    if analysis.vad_prob is not None:
+        summary["speech_fraction"] = float((analysis.vad_prob[item, :n] > 0.5).float().mean())
+    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+
+
+def cmd_enhance(args) -> int:
+    from tqdm import tqdm
+
+    from speechbrain_dyncp.data.audio import write_audio
+    from speechbrain_dyncp.plots import plot_analysis
+
+    out_dir = Path(args.output)
+    try:
+        pairs = _output_paths([Path(p) for p in args.inputs], out_dir)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model = load_enhancer(args.model)
+    failed, done, skipped = [], 0, 0
+    for src, stem in tqdm(pairs, desc="enhancing", unit="file", disable=args.quiet):
+        dst = stem.with_suffix(".wav")
+        if dst.resolve() == src.resolve():
+            failed.append((src, "output would overwrite the input; choose another -o folder"))
+            continue
+        if dst.exists() and not args.overwrite:
+            skipped += 1  # done on an earlier run
+            continue
+        try:
+            wav = model.load_checked_audio(src)
+            analysis = model.analyze_batch(wav.unsqueeze(0)) if (args.probes or args.plot) else None
+            enhanced = analysis.wav[0] if analysis is not None else model.enhance_batch(wav.unsqueeze(0))[0]
+            write_audio(dst, enhanced.cpu(), model.hparams.sample_rate, overwrite=args.overwrite)
+            if args.probes:
+                write_probe_outputs(stem, analysis)
+            if args.plot:
+                plot_analysis(stem.with_suffix(".png"), wav, analysis, title=src.name)
+            done += 1
+        except (OSError, ValueError, RuntimeError) as exc:  # AudioError is a ValueError
+            failed.append((src, str(exc)))
+    for src, why in failed:
+        print(f"error: {src}: {why}", file=sys.stderr)
+    print(f"enhanced {done}, skipped {skipped} already done, failed {len(failed)} -> {out_dir}")
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------- others
+def cmd_corpus(args) -> int:
+    from speechbrain_dyncp.data.synth import build_corpus
+
+    corpus = build_corpus(Path(args.output), preset=args.preset, seed=args.seed,
+                          shared_data=Path(args.shared_data) if args.shared_data else None)
+    print(f"corpus written to {corpus.root}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from speechbrain_dyncp.demo import run_demo
+
+    return run_demo(Path(args.output), model=args.model, n_files=args.n_files)
+
+
+def cmd_export(args) -> int:
+    from speechbrain_dyncp.export import export_from_cli
+
+    return export_from_cli(args)
+
+
+def cmd_verify(args) -> int:
+    from speechbrain_dyncp.inference.speaker import verify_from_cli
+
+    return verify_from_cli(args)
+
+
+def cmd_embed(args) -> int:
+    from speechbrain_dyncp.inference.speaker import embed_from_cli
+
+    return embed_from_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``dyncp``."""
+    p = argparse.ArgumentParser(prog="dyncp", description=__doc__.split("\n\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="the main job end to end on the embedded corpus")
+    d.add_argument("-o", "--output", default="results/demo", help="output folder (default results/demo)")
+    d.add_argument("--model", help="enhancer model folder (default: the bundled small model)")
+    d.add_argument("--n-files", type=int, default=24, help="test mixtures to analyse")
+    d.set_defaults(func=cmd_demo)
+
+    e = sub.add_parser("enhance", help="enhance audio files or folders (recursive)")
+    e.add_argument("inputs", nargs="+", help="audio files and/or folders")
+    e.add_argument("-o", "--output", required=True, help="output folder (input trees are mirrored)")
+    e.add_argument("--model", help="enhancer model folder (default: the bundled small model)")
+    e.add_argument("--probes", action="store_true", help="write per-frame VAD/F0/SNR CSV and per-file JSON")
+    e.add_argument("--plot", action="store_true", help="write a figure per file")
+    e.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_enhance)
+
+    v = sub.add_parser("verify", help="speaker verification score of two recordings")
+    v.add_argument("enrol")
+    v.add_argument("test")
+    v.add_argument("--model", required=True, help="speaker model folder")
+    v.set_defaults(func=cmd_verify)
+
+    m = sub.add_parser("embed", help="speaker embeddings of every audio file in a folder")
+    m.add_argument("folder")
+    m.add_argument("-o", "--output", required=True, help="output .npz (id -> embedding)")
+    m.add_argument("--model", required=True, help="speaker model folder")
+    m.set_defaults(func=cmd_embed)
+
+    x = sub.add_parser("export", help="recipe checkpoint -> model folder loadable with from_hparams")
+    x.add_argument("experiment", help="recipe output folder (holds hyperparams.yaml and save/CKPT+*)")
+    x.add_argument("-o", "--output", required=True, help="model folder to write")
+    x.add_argument("--probes", help="probes checkpoint (.ckpt) from recipes/DynCP/fit_probes.py")
+    x.add_argument("--onnx", action="store_true", help="also write ONNX graphs (offline + streaming step)")
+    x.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("corpus", help="build the embedded synthetic corpus")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--preset", default="small", choices=["tiny", "small", "demo"])
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--shared-data", help="folder of real recordings to mix in (optional)")
+    c.set_defaults(func=cmd_corpus)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``dyncp``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

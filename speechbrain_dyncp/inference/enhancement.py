@@ -1,0 +1,196 @@
+"""``DynCPEnhancement``: the pretrained interface of the DynCP enhancer (+ mask probes).
+
+Usage mirrors :class:`speechbrain.inference.enhancement.SpectralMaskEnhancement`::
+
+    model = DynCPEnhancement.from_hparams(source="path/to/model_dir", savedir="tmp")
+    enhanced = model.enhance_file("noisy.wav")                 # [T]
+    result = model.analyze_file("noisy.wav")                   # + VAD / SNR / F0 / noise / MACs
+    stream = model.streamer(); out = stream.process(chunk)     # live audio, any chunk size
+
+The model folder holds ``hyperparams.yaml`` (``sample_rate``, ``enhancer``,
+optionally ``probes``, ``modules`` and a ``pretrainer``) and one ``.ckpt`` per
+loadable; :mod:`speechbrain_dyncp.export` writes such folders.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+from speechbrain.inference.interfaces import Pretrained
+from torch import Tensor
+
+from speechbrain_dyncp.data.audio import AudioError, read_audio, write_audio
+from speechbrain_dyncp.efficiency import macs_per_frame
+
+
+@dataclass
+class EnhancementAnalysis:
+    """Everything one forward pass gives, per item of a batch.
+
+    Per-frame tensors are ``[B, N]`` on the enhancer's frame grid (hop
+    ``hop_length`` samples, frame t centred on sample ``t * hop_length``) and
+    zero on padded frames; ``frame_mask`` marks the valid ones.
+    """
+
+    wav: Tensor  # B, T enhanced waveform
+    frame_mask: Tensor  # B, N
+    gates: Tensor  # B, L, N, H binary
+    realised_ratio: List[float]  # active-channel fraction per item
+    macs_saved_pct: List[float]  # per item, gates' own cost included
+    hop_length: int = 256
+    sample_rate: int = 16000
+    vad_prob: Optional[Tensor] = None  # B, N
+    f0_hz: Optional[Tensor] = None  # B, N (meaningful where vad_prob > 0.5)
+    snr_db: Optional[Tensor] = None  # B, N running estimate; last valid frame = utterance
+    noise_probs: Optional[Tensor] = None  # B, N, C running class probabilities
+    noise_classes: List[str] = field(default_factory=list)
+
+    def noise_class(self, i: int = 0):
+        """(label, probability) of item ``i`` at its last valid frame, or None."""
+        if self.noise_probs is None:
+            return None
+        last = int(self.frame_mask[i].sum()) - 1
+        p = self.noise_probs[i, last]
+        k = int(p.argmax())
+        return self.noise_classes[k], float(p[k])
+
+    def utterance_snr(self, i: int = 0) -> Optional[float]:
+        """SNR estimate (dB) of item ``i`` from all its frames, or None."""
+        if self.snr_db is None:
+            return None
+        return float(self.snr_db[i, int(self.frame_mask[i].sum()) - 1])
+
+
+class DynCPEnhancement(Pretrained):
+    """Pretrained DynCP enhancer with optional gate-mask probes.
+
+    Arguments
+    ---------
+    See :class:`speechbrain.inference.interfaces.Pretrained`.
+
+    Example
+    -------
+    >>> from speechbrain_dyncp.lobes.enhancer import dyncp_small
+    >>> model = DynCPEnhancement(modules={"enhancer": dyncp_small()}, hparams={"sample_rate": 16000})
+    >>> model.enhance_batch(torch.randn(2, 8000), torch.tensor([1.0, 0.5])).shape
+    torch.Size([2, 8000])
+    """
+
+    HPARAMS_NEEDED = ["sample_rate"]
+    MODULES_NEEDED = ["enhancer"]
+
+    @property
+    def enhancer(self):
+        """The :class:`~speechbrain_dyncp.lobes.enhancer.DynCPEnhancer` module."""
+        return self.mods.enhancer
+
+    @property
+    def probes(self):
+        """The fitted :class:`~speechbrain_dyncp.lobes.probes.MaskProbes`, or None."""
+        return self.mods["probes"] if "probes" in self.mods else None
+
+    def _prepare(self, noisy: Tensor, lengths: Optional[Tensor]):
+        if noisy.ndim == 1:
+            noisy = noisy.unsqueeze(0)
+        if noisy.ndim != 2:
+            raise ValueError(f"expected waveforms [batch, time], got {tuple(noisy.shape)}")
+        if noisy.shape[1] == 0:
+            raise ValueError("cannot enhance an empty signal (0 samples)")
+        if not torch.isfinite(noisy).all():
+            raise ValueError("input contains NaN or infinite samples")
+        if lengths is not None:
+            lengths = lengths.to(self.device)
+        return noisy.to(self.device).float(), lengths
+
+    @torch.no_grad()
+    def enhance_batch(self, noisy: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        """Enhanced waveforms ``[B, T]`` for noisy ``[B, T]`` with relative ``lengths``."""
+        noisy, lengths = self._prepare(noisy, lengths)
+        with self.inference_ctx:
+            return self.enhancer(noisy, lengths).wav
+
+    def load_checked_audio(self, path) -> Tensor:
+        """Read ``path`` as mono at the model's rate (resampled and downmixed as needed)."""
+        return read_audio(path, sample_rate=self.hparams.sample_rate)
+
+    def enhance_file(self, filename, output_filename=None) -> Tensor:
+        """Enhance one file; optionally write the result (never over an existing file).
+
+        Arguments
+        ---------
+        filename : str or path-like
+            Noisy audio (any rate / channel count; converted to the model's).
+        output_filename : str or path-like, optional
+            Where to write the enhanced wav.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[T]`` enhanced waveform at ``sample_rate``.
+        """
+        wav = self.load_checked_audio(filename)
+        enhanced = self.enhance_batch(wav.unsqueeze(0), torch.tensor([1.0]))[0].cpu()
+        if output_filename is not None:
+            write_audio(output_filename, enhanced, self.hparams.sample_rate)
+        return enhanced
+
+    @torch.no_grad()
+    def analyze_batch(self, noisy: Tensor, lengths: Optional[Tensor] = None) -> EnhancementAnalysis:
+        """Enhanced audio plus everything read off the gate masks, in one pass.
+
+        Arguments
+        ---------
+        noisy : torch.Tensor
+            ``[B, T]`` noisy waveforms.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[B]``.
+
+        Returns
+        -------
+        EnhancementAnalysis
+        """
+        noisy, lengths = self._prepare(noisy, lengths)
+        with self.inference_ctx:
+            out = self.enhancer(noisy, lengths)
+        b = out.wav.shape[0]
+        stats = [macs_per_frame(self.enhancer, out.gates[i : i + 1], out.frame_mask[i : i + 1]) for i in range(b)]
+        result = EnhancementAnalysis(
+            wav=out.wav,
+            frame_mask=out.frame_mask,
+            gates=out.gates,
+            realised_ratio=[s["realised_ratio"] for s in stats],
+            macs_saved_pct=[s["saved_pct"] for s in stats],
+            hop_length=self.enhancer.hop_length,
+            sample_rate=self.hparams.sample_rate,
+        )
+        if self.probes is not None:
+            self._fill_probes(result, self.probes(out.gates, out.frame_mask))
+        return result
+
+    def _fill_probes(self, result: EnhancementAnalysis, pred: Dict[str, Tensor]):
+        result.vad_prob = pred.get("vad")
+        result.f0_hz = pred.get("f0")
+        result.snr_db = pred.get("snr")
+        if "noise" in pred:
+            probs = pred["noise"]
+            if probs.ndim == 2:  # a binary noise head: P(class 1) -> two columns
+                probs = torch.stack([1 - probs, probs], dim=-1)
+            result.noise_probs = probs
+            result.noise_classes = [str(c) for c in self.probes.heads["noise"]["classes"]]
+
+    def analyze_file(self, filename) -> EnhancementAnalysis:
+        """:meth:`analyze_batch` on one file (resampled / downmixed as needed)."""
+        wav = self.load_checked_audio(filename)
+        return self.analyze_batch(wav.unsqueeze(0), torch.tensor([1.0]))
+
+    def streamer(self):
+        """A :class:`~speechbrain_dyncp.inference.streaming.EnhancementStreamer` for live audio."""
+        from speechbrain_dyncp.inference.streaming import EnhancementStreamer
+
+        return EnhancementStreamer(self.enhancer, self.probes)
+
+
+__all__ = ["DynCPEnhancement", "EnhancementAnalysis", "AudioError"]

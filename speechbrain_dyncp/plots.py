@@ -1,0 +1,135 @@
+"""Figures: spectrograms, the gate masks per block over time (the DynCP paper's
+Fig. 1) and the probe timelines, for one analysed utterance.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+
+def _spectrogram_db(wav: torch.Tensor, n_fft: int = 512, hop: int = 256) -> np.ndarray:
+    spec = torch.stft(wav.float().cpu(), n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
+    return (20 * torch.log10(spec.abs() + 1e-5)).numpy()
+
+
+def plot_analysis(
+    path,
+    noisy: torch.Tensor,
+    analysis,
+    item: int = 0,
+    title: str = "",
+    clean: Optional[torch.Tensor] = None,
+    ref_vad: Optional[np.ndarray] = None,
+    ref_f0: Optional[np.ndarray] = None,
+) -> Path:
+    """Write a figure of one item of an :class:`EnhancementAnalysis`.
+
+    Panels: noisy and enhanced spectrograms; every gated block's binary mask
+    (channels x frames, white = computed, black = skipped) with its
+    instantaneous active ratio; VAD probability, F0 and running SNR estimates
+    (with references where given).
+
+    Arguments
+    ---------
+    path : str or path-like
+        Output image (png/pdf).
+    noisy : torch.Tensor
+        ``[T]`` input waveform.
+    analysis : EnhancementAnalysis
+        Output of ``DynCPEnhancement.analyze_batch``.
+    item : int
+        Batch item to draw.
+    title : str
+        Figure title prefix.
+    clean : torch.Tensor, optional
+        ``[T]`` clean reference (adds a spectrogram panel).
+    ref_vad, ref_f0 : numpy.ndarray, optional
+        Per-frame reference labels on the same frame grid.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = int(analysis.frame_mask[item].sum())
+    hop, sr = analysis.hop_length, analysis.sample_rate
+    secs = n * hop / sr
+    gates = analysis.gates[item, :, :n].cpu().numpy()  # L, N, H
+    n_blocks = gates.shape[0]
+    spec_rows = 3 if clean is not None else 2
+    probe_rows = sum(x is not None for x in (analysis.vad_prob, analysis.f0_hz, analysis.snr_db))
+    heights = [2] * spec_rows + [1] * n_blocks + [1.3] * probe_rows
+    fig, axes = plt.subplots(len(heights), 1, figsize=(11, 0.9 * sum(heights) + 1), sharex=True,
+                             gridspec_kw={"height_ratios": heights})
+    extent = [0, secs, 0, sr / 2000]
+    panels = [("noisy", noisy)] + ([("clean", clean)] if clean is not None else []) + [("enhanced", analysis.wav[item])]
+    for ax, (name, w) in zip(axes, panels):
+        db = _spectrogram_db(w[: n * hop])[:, :n]
+        ax.imshow(db, origin="lower", aspect="auto", extent=extent, cmap="magma", vmin=db.max() - 80, vmax=db.max())
+        ax.set_ylabel(f"{name}\nkHz")
+    for b in range(n_blocks):
+        ax = axes[spec_rows + b]
+        g = gates[b].T  # H, N
+        ax.imshow(g, origin="lower", aspect="auto", extent=[0, secs, 0, g.shape[0]], cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ratio = g.mean(0)
+        ax2 = ax.twinx()
+        ax2.plot((np.arange(n) + 0.5) * hop / sr, ratio, color="tab:green", lw=0.8)
+        ax2.set_ylim(0, 1)
+        ax2.set_yticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"B{b}\n{100 * ratio.mean():.0f}%", rotation=0, ha="right", va="center", fontsize=8)
+    t = (np.arange(n)) * hop / sr
+    row = spec_rows + n_blocks
+    if analysis.vad_prob is not None:
+        ax = axes[row]
+        ax.plot(t, analysis.vad_prob[item, :n].cpu().numpy(), label="VAD prob (probe)")
+        if ref_vad is not None:
+            ax.fill_between(t, 0, np.asarray(ref_vad[:n]), color="tab:gray", alpha=0.3, step="mid", label="reference")
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel("VAD")
+        ax.legend(loc="upper right", fontsize=7)
+        row += 1
+    if analysis.f0_hz is not None:
+        ax = axes[row]
+        f0 = analysis.f0_hz[item, :n].cpu().numpy().copy()
+        if analysis.vad_prob is not None:
+            f0[analysis.vad_prob[item, :n].cpu().numpy() < 0.5] = np.nan
+        ax.plot(t, f0, ".", ms=2, label="F0 (probe)")
+        if ref_f0 is not None:
+            ref = np.asarray(ref_f0[:n], dtype=float).copy()
+            ref[ref <= 0] = np.nan
+            ax.plot(t, ref, ".", ms=2, color="k", label="reference")
+        ax.set_ylabel("F0 Hz")
+        ax.legend(loc="upper right", fontsize=7)
+        row += 1
+    if analysis.snr_db is not None:
+        ax = axes[row]
+        ax.plot(t, analysis.snr_db[item, :n].cpu().numpy(), label="running SNR (probe)")
+        ax.set_ylabel("SNR dB")
+        row += 1
+    axes[-1].set_xlabel("time (s)")
+    noise = analysis.noise_class(item)
+    head = f"{title}  " if title else ""
+    head += f"channels used {100 * analysis.realised_ratio[item]:.1f}%  MACs saved {analysis.macs_saved_pct[item]:.1f}%"
+    if noise is not None:
+        head += f"  noise: {noise[0]} (p={noise[1]:.2f})"
+    snr = analysis.utterance_snr(item)
+    if snr is not None:
+        head += f"  SNR est. {snr:.1f} dB"
+    fig.suptitle(head, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
