@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Speaker verification with a trained ECAPA model: embeddings, cosine scores, score norm, EER / minDCF.
+
+Usage::
+
+    python recipes/VoxCeleb/verify.py hparams/VoxCeleb/verify_ecapa.yaml [--key=value ...]
+
+Writes ``<output_folder>/scores.txt`` (``enrol test label score``),
+``metrics.json`` (first normalisation) and ``metrics_all.json`` (all). The
+work is done by :mod:`speechbrain_dyncp.verification_pipeline`, which other
+recipes call with their own embedding function.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import infer_device, run_on_main
+
+from speechbrain_dyncp.metrics.verification import read_trials
+from speechbrain_dyncp.verification_pipeline import load_speaker_embedder, resolve_voxceleb_data, run_verification
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv):
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
+                                   overrides=overrides)
+    device = run_opts["device"] or infer_device()  # P12: no Brain here, so default the device ourselves
+    data_folder, trial_file, _ = resolve_voxceleb_data(
+        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
+        hparams["verification_file"])
+
+    from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
+
+    norms = list(hparams["score_norms"])
+    splits = ["test"] + (["train", "dev"] if any(n != "none" for n in norms) else [])
+    run_on_main(prepare_voxceleb, kwargs={
+        "data_folder": data_folder, "save_folder": hparams["save_folder"], "verification_pairs_file": trial_file,
+        "splits": splits, "split_ratio": hparams["split_ratio"], "seg_dur": hparams["seg_dur"],
+        "skip_prep": hparams["skip_prep"]})
+    save = Path(hparams["save_folder"])
+    trials = read_trials(trial_file)
+    embedder = load_speaker_embedder(hparams["model_dir"], device=device)
+    results = run_verification(
+        embedder, trials, [save / "enrol.csv", save / "test.csv"],
+        cohort=save / "train.csv" if "train" in splits else None, score_norms=norms,
+        top_k=hparams["cohort_top_k"], speaker_mean=hparams["cohort_speaker_mean"],
+        p_targets=hparams["p_targets"], batch_size=hparams["batch_size"], device=device,
+        max_cohort=hparams["max_cohort"], out_dir=hparams["output_folder"], sample_rate=hparams["sample_rate"])
+    for method, m in results.items():
+        logger.info("%s %s", method, json.dumps({k: v for k, v in m.items() if k.startswith(("EER", "minDCF@"))}))
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
