@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from speechbrain_dyncp import streaming
 from speechbrain_dyncp.lengths import frame_lengths
 from speechbrain_dyncp.lobes.gated_tcn import GatedTCN
+from speechbrain_dyncp.streaming import StreamingContext
 
 FEATURES = ("mag", "compressed")
 
@@ -217,6 +219,71 @@ class DynCPEnhancer(nn.Module):
         mask = mask * frame_mask.unsqueeze(-1).to(mask.dtype)
         est = masked_istft(spec * mask.transpose(1, 2), frame_mask, self.window, self.hop_length, t)
         return EnhancerOutput(est * sample_mask.to(est.dtype), mask, gates, frame_mask)
+
+    def make_streaming_context(self, batch_size: int = 1, group_frames: int = 1, skip_pruned: bool = True,
+                               keep_gates: bool = False) -> StreamingContext:
+        """Fresh state for :meth:`forward_streaming` (causal model in eval mode).
+
+        Arguments
+        ---------
+        batch_size : int
+            Streams processed together.
+        group_frames : int
+            Frames computed together; pruned channels are skipped per group
+            (the union of the group's gates is computed). 1 = per frame.
+        skip_pruned : bool
+            Gather only active channels (True) or compute all and multiply.
+        keep_gates : bool
+            Record the gates of every frame in ``ctx.gates``.
+
+        Returns
+        -------
+        StreamingContext
+            See :mod:`speechbrain_dyncp.streaming`.
+        """
+        return streaming.make_context(self, batch_size, group_frames, skip_pruned, keep_gates)
+
+    def forward_streaming(self, chunk: Tensor, ctx: StreamingContext) -> Tensor:
+        """Enhance ``chunk`` ``[B, S]`` (any S); returns ``[B, S]`` delayed by ``ctx.latency``.
+
+        Arguments
+        ---------
+        chunk : torch.Tensor
+            Next input samples.
+        ctx : StreamingContext
+            From :meth:`make_streaming_context`; updated in place.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, S]``; the concatenated outputs from sample ``ctx.latency`` on equal the offline output.
+
+        Example
+        -------
+        >>> model = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval()
+        >>> x = torch.randn(1, 3000)
+        >>> ctx = model.make_streaming_context()
+        >>> y = torch.cat([model.forward_streaming(c, ctx) for c in x.split(700, 1)]
+        ...               + [model.finish_streaming(ctx)], 1)
+        >>> torch.allclose(y[:, ctx.latency:], model(x).wav, atol=1e-4)
+        True
+        """
+        return streaming.forward_streaming(self, chunk, ctx)
+
+    def finish_streaming(self, ctx: StreamingContext) -> Tensor:
+        """End of stream: flush the last ``ctx.latency`` output samples ``[B, latency]``.
+
+        Arguments
+        ---------
+        ctx : StreamingContext
+            The stream's context (cannot be used afterwards).
+
+        Returns
+        -------
+        torch.Tensor
+            The remaining output samples.
+        """
+        return streaming.finish_streaming(self, ctx)
 
 
 def dyncp_small(**overrides) -> DynCPEnhancer:
