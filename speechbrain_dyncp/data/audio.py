@@ -40,8 +40,9 @@ def read_audio(
 
     Arguments
     ---------
-    path : str or path-like
-        Audio file (any format libsndfile reads).
+    path : str, path-like or file object
+        Audio file (any format libsndfile reads); a file object is named in
+        errors by its ``name`` attribute.
     sample_rate : int or None
         Target rate. None keeps the file's rate.
     on_rate_mismatch : {"resample", "error"}
@@ -67,15 +68,19 @@ def read_audio(
     >>> wav.shape, float(wav.abs().max())
     (torch.Size([1600]), 0.0)
     """
-    path = Path(path)
     if on_rate_mismatch not in ("resample", "error"):
         raise ValueError(f"on_rate_mismatch must be 'resample' or 'error', got {on_rate_mismatch!r}")
-    if not path.exists():
-        raise FileNotFoundError(f"Audio file not found: {path}")
-    if path.is_dir():
-        raise AudioError(f"Expected an audio file, got a folder: {path}")
+    if hasattr(path, "read"):  # a file object, e.g. audio bytes from a WebDataset shard
+        source, path = path, Path(getattr(path, "name", "<in-memory audio>"))
+    else:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"Audio file not found: {path}")
+        if path.is_dir():
+            raise AudioError(f"Expected an audio file, got a folder: {path}")
+        source = str(path)
     try:
-        data, file_rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        data, file_rate = sf.read(source, start=start, stop=stop, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for corrupt input
         raise AudioError(f"Cannot read audio file {path}: {exc}") from exc
     if data.shape[0] == 0:

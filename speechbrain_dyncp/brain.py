@@ -1,0 +1,125 @@
+"""``DynCPBrain``: the ``sb.Brain`` every recipe of this package inherits.
+
+It keeps SpeechBrain's own machinery (``run_on_main``, ``Checkpointer``,
+``ckpt_interval_minutes/steps``, ``DistributedSampler``) and changes only what
+stops it from running or resuming reliably:
+
+* **DDP on CPU (gloo).** ``Brain._wrap_distributed`` always converts BatchNorm
+  to ``SyncBatchNorm``, which raises "SyncBatchNorm layers only work with GPU
+  modules" on CPU. Here the conversion happens only for CUDA devices. On CPU
+  each rank normalises with its *own* batch statistics (a per-rank batch of B
+  instead of the global N*B), so losses differ slightly from a single-process
+  run with batch N*B; the running statistics used at evaluation are rank 0's,
+  since DDP broadcasts buffers from rank 0 at every forward. On CUDA (nccl) the
+  statistics are synchronised across ranks, as in SpeechBrain.
+* **Metrics across ranks.** Every per-batch loss is averaged over ranks
+  (:func:`ddp_mean`) before it enters the running average, so ``stage_loss`` in
+  ``on_stage_end``, the progress bar and ``train_log.txt`` show the global loss.
+  Recipes reduce their own metric sums the same way.
+* **Exact resume.** The checkpointer becomes an
+  :class:`~speechbrain_dyncp.checkpoints.AtomicCheckpointer` (a run killed
+  while saving resumes from the previous checkpoint) and the RNG states are a
+  recoverable; the train DataLoader gets its own ``torch.Generator`` so
+  creating its iterator does not draw from the global RNG (a resumed epoch
+  would otherwise be shifted by one draw).
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import os
+from typing import Union
+
+import speechbrain as sb
+import torch
+from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.distributed import ddp_all_reduce, is_distributed_initialized
+from torch.nn import SyncBatchNorm
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import IterableDataset
+
+from speechbrain_dyncp.checkpoints import AtomicCheckpointer, RNGState
+
+
+def ddp_mean(value: Union[float, torch.Tensor], weight: float = 1.0):
+    """Weighted mean of ``value`` over DDP ranks (identity without DDP).
+
+    Arguments
+    ---------
+    value : float or torch.Tensor
+        This rank's value (a scalar or any tensor).
+    weight : float
+        This rank's weight, e.g. its number of items (for a mean of means).
+
+    Returns
+    -------
+    float or torch.Tensor
+        ``sum_r(w_r * v_r) / sum_r(w_r)``, the same type as ``value``.
+        Every rank must call it the same number of times (it is a collective).
+
+    Example
+    -------
+    >>> ddp_mean(2.5)
+    2.5
+    >>> ddp_mean(torch.tensor([1.0, 3.0]), weight=4)
+    tensor([1., 3.])
+    """
+    if not is_distributed_initialized():
+        return value
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else "cpu"
+    as_tensor = torch.as_tensor(value, dtype=torch.float64).to(device)
+    packed = torch.cat([as_tensor.flatten() * weight, torch.tensor([float(weight)], dtype=torch.float64, device=device)])
+    # gloo has no ReduceOp.AVG: sum, then divide.
+    packed = ddp_all_reduce(packed, torch.distributed.ReduceOp.SUM)
+    mean = (packed[:-1] / packed[-1]).reshape(as_tensor.shape)
+    if isinstance(value, torch.Tensor):
+        return mean.to(device=value.device, dtype=value.dtype if value.is_floating_point() else torch.float32)
+    return float(mean)
+
+
+class DynCPBrain(sb.Brain):
+    """``sb.Brain`` that runs DDP on CPU, reduces losses across ranks and resumes exactly.
+
+    Same arguments as :class:`speechbrain.Brain`.
+
+    Example
+    -------
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    >>> brain = DynCPBrain(modules={"model": model}, run_opts={"device": "cpu"},
+    ...                    checkpointer=Checkpointer(getfixture("tmp_path")))
+    >>> type(brain.checkpointer).__name__, "rng_state" in brain.checkpointer.recoverables
+    ('AtomicCheckpointer', True)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.checkpointer is not None:
+            # Same state, same methods plus the completeness marker: upgrading
+            # in place keeps recipes' YAML on the stock Checkpointer.
+            if type(self.checkpointer) is Checkpointer:
+                self.checkpointer.__class__ = AtomicCheckpointer
+            self.checkpointer.add_recoverable("rng_state", RNGState(), optional_load=True)
+
+    def _wrap_distributed(self):
+        """DDP-wrap trainable modules; SyncBatchNorm only on CUDA (see module doc)."""
+        if not self.distributed_launch:
+            return super()._wrap_distributed()  # nothing, or DataParallel
+        on_cuda = str(self.device).startswith("cuda")
+        for name, module in self.modules.items():
+            if not any(p.requires_grad for p in module.parameters()):
+                continue
+            if on_cuda:
+                module = SyncBatchNorm.convert_sync_batchnorm(module)
+            device_ids = [self.device] if on_cuda and self.distributed_backend != "gloo" else None
+            self.modules[name] = DDP(module, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters)
+
+    def update_average(self, loss, avg_loss):
+        """Running mean of the loss averaged over ranks (one scalar all-reduce per batch)."""
+        return super().update_average(ddp_mean(loss), avg_loss)
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """As ``Brain.make_dataloader``; the train loader draws its seeds from its own generator."""
+        if stage == sb.Stage.TRAIN and "generator" not in loader_kwargs and not isinstance(dataset, IterableDataset):
+            seed = int(os.environ.get("SB_GLOBAL_SEED", 563375142))
+            loader_kwargs["generator"] = torch.Generator().manual_seed(seed)
+        return super().make_dataloader(dataset, stage, ckpt_prefix=ckpt_prefix, **loader_kwargs)

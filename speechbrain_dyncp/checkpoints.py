@@ -1,0 +1,151 @@
+"""Checkpointing pieces that make a killed run resume exactly.
+
+SpeechBrain's :class:`~speechbrain.utils.checkpoints.Checkpointer` writes
+``CKPT.yaml`` *before* the parameter files, so a run killed while saving
+leaves a checkpoint folder that looks valid but misses (or holds a truncated)
+``model.ckpt``; the next start then fails to load it. It also does not save the
+random number generators, so augmentation / dropout draws after a mid-epoch
+resume differ from an uninterrupted run. This module adds both:
+
+* :class:`AtomicCheckpointer`: writes a ``COMPLETE`` marker after every file of
+  a checkpoint is on disk and skips (with a warning naming the folder) any
+  checkpoint of its own that lacks it. Checkpoints written by a plain
+  ``Checkpointer`` (no marker in their meta) are accepted as before.
+* :class:`RNGState`: a recoverable holding the torch / numpy / python RNG
+  states, one file per DDP rank.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from speechbrain.utils.checkpoints import (
+    Checkpointer,
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
+from speechbrain.utils.distributed import ddp_barrier, get_rank, if_main_process
+
+logger = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "COMPLETE"
+ATOMIC_META_KEY = "dyncp_atomic"
+
+
+class AtomicCheckpointer(Checkpointer):
+    """A ``Checkpointer`` whose checkpoints count only once fully written.
+
+    Arguments are those of :class:`speechbrain.utils.checkpoints.Checkpointer`.
+
+    Example
+    -------
+    >>> model = torch.nn.Linear(2, 2)
+    >>> ckpt = AtomicCheckpointer(getfixture("tmp_path"), {"model": model})
+    >>> saved = ckpt.save_checkpoint()
+    >>> (saved.path / COMPLETE_MARKER).exists()
+    True
+    >>> (saved.path / COMPLETE_MARKER).unlink()  # as if killed while saving
+    >>> ckpt.find_checkpoint() is None
+    True
+    """
+
+    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+        """Save as ``Checkpointer.save_checkpoint`` does, then mark it complete."""
+        meta = {**meta, ATOMIC_META_KEY: True}
+        ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
+        ddp_barrier()  # every rank's files (e.g. per-rank RNG) are written
+        if if_main_process():
+            (ckpt.path / COMPLETE_MARKER).write_text("ok\n", encoding="utf-8")
+        ddp_barrier()
+        return ckpt
+
+    def _list_checkpoint_dirs(self):
+        return [d for d in super()._list_checkpoint_dirs() if _is_complete(d)]
+
+
+def _is_complete(ckpt_dir: Path) -> bool:
+    """False for a checkpoint killed mid-save (unreadable meta or no marker)."""
+    try:
+        meta = yaml.safe_load((ckpt_dir / "CKPT.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        logger.warning("Skipping checkpoint %s: unreadable CKPT.yaml (%s)", ckpt_dir, exc)
+        return False
+    if not isinstance(meta, dict):
+        logger.warning("Skipping checkpoint %s: CKPT.yaml is empty or truncated", ckpt_dir)
+        return False
+    if meta.get(ATOMIC_META_KEY) and not (ckpt_dir / COMPLETE_MARKER).exists():
+        logger.warning(
+            "Skipping incomplete checkpoint %s (the run stopped while saving it); "
+            "resuming from the previous one",
+            ckpt_dir,
+        )
+        return False
+    return True
+
+
+class RNGState:
+    """Recoverable for the global torch (CPU and CUDA), numpy and python RNGs.
+
+    Each DDP rank saves its own file (``<name>.ckpt`` for rank 0,
+    ``<name>.rank<r>`` otherwise) and loads its own, falling back to rank 0's
+    when the world size changed.
+
+    Example
+    -------
+    >>> rng, path = RNGState(), getfixture("tmp_path") / "rng.ckpt"
+    >>> _ = torch.manual_seed(0); rng.save(path)
+    >>> a = torch.rand(3)
+    >>> rng.load(path, end_of_epoch=False)
+    >>> torch.equal(torch.rand(3), a)
+    True
+    """
+
+    @mark_as_saver
+    def save(self, path):
+        """Write the current generator states to ``path`` (this rank's file)."""
+        np_state = np.random.get_state()
+        state = {
+            "torch": torch.get_rng_state(),
+            "numpy": {
+                "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                "pos": int(np_state[2]),
+                "has_gauss": int(np_state[3]),
+                "cached_gaussian": float(np_state[4]),
+            },
+            "python": list(random.getstate()[1]),
+            "python_gauss": random.getstate()[2],
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(state, _rank_path(path, get_rank() or 0))
+
+    @mark_as_loader
+    def load(self, path, end_of_epoch):
+        """Restore the generator states saved by this rank (or rank 0)."""
+        del end_of_epoch  # the state is the state, wherever it was saved
+        own = _rank_path(path, get_rank() or 0)
+        state = torch.load(own if own.exists() else path, weights_only=True)
+        torch.set_rng_state(state["torch"])
+        npd = state["numpy"]
+        np.random.set_state(
+            ("MT19937", npd["keys"].numpy().astype(np.uint32), npd["pos"], npd["has_gauss"], npd["cached_gaussian"])
+        )
+        random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# A recoverable's save hook normally runs on rank 0 only; RNG state is per rank.
+register_checkpoint_hooks(RNGState, save_on_main_only=False)
+
+
+def _rank_path(path, rank: int) -> Path:
+    path = Path(path)
+    return path if rank == 0 else path.with_name(f"{path.stem}.rank{rank}")
