@@ -1,0 +1,123 @@
+"""Live-audio streaming object of :class:`DynCPEnhancement`: chunks in, enhanced audio
+and per-frame probe estimates out, identical to the offline results.
+
+    stream = model.streamer()
+    for chunk in microphone:                 # any number of samples
+        out = stream.process(chunk)          # out.wav: as many samples, delayed by stream.latency
+        out.vad_prob, out.f0_hz, out.snr_db  # one value per frame completed by this chunk
+    tail = stream.finish()                   # the last ``latency`` samples
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from speechbrain_dyncp.efficiency import dense_macs
+
+
+@dataclass
+class StreamOutput:
+    """What one :meth:`EnhancementStreamer.process` call returns."""
+
+    wav: Tensor  # [S] enhanced samples (delayed by the streamer's latency)
+    frames: int = 0  # STFT frames completed by this chunk
+    vad_prob: List[float] = field(default_factory=list)
+    f0_hz: List[float] = field(default_factory=list)
+    snr_db: List[float] = field(default_factory=list)
+    noise_class: Optional[str] = None  # running estimate after the last frame
+    noise_prob: Optional[float] = None
+    gates: Optional[Tensor] = None  # [L, frames, H] gates of the completed frames
+
+
+class EnhancementStreamer:
+    """Stateful causal enhancer + probes for one live stream (batch of 1).
+
+    Arguments
+    ---------
+    enhancer : DynCPEnhancer
+        A causal model (eval mode is set here).
+    probes : MaskProbes, optional
+        Fitted probes; evaluated frame by frame on the streamed gates.
+    group_frames : int
+        Frames computed together (1 = lowest latency; larger is faster on CPU).
+
+    Example
+    -------
+    >>> from speechbrain_dyncp.lobes.enhancer import dyncp_small
+    >>> model = dyncp_small().eval()
+    >>> x = torch.randn(1, 4000)
+    >>> s = EnhancementStreamer(model)
+    >>> y = torch.cat([s.process(c).wav for c in x[0].split(333)] + [s.finish()])
+    >>> torch.allclose(y[s.latency:], model(x).wav[0], atol=1e-4)
+    True
+    """
+
+    def __init__(self, enhancer, probes=None, group_frames: int = 1):
+        self.enhancer = enhancer.eval()
+        self.probes = probes
+        self.group_frames = group_frames
+        self.reset()
+
+    @property
+    def latency(self) -> int:
+        """Fixed delay of the returned audio, in samples."""
+        return self.ctx.latency
+
+    def reset(self) -> None:
+        """Start a new stream (all state cleared)."""
+        self.ctx = self.enhancer.make_streaming_context(
+            batch_size=1, group_frames=self.group_frames, keep_gates=self.probes is not None
+        )
+        self.probe_state = self.probes.init_state(1) if self.probes is not None else None
+
+    @torch.no_grad()
+    def process(self, chunk: Tensor) -> StreamOutput:
+        """Feed ``chunk`` (``[S]`` or ``[1, S]`` samples at the model's rate)."""
+        chunk = chunk.reshape(1, -1).float()
+        if not torch.isfinite(chunk).all():
+            raise ValueError("audio chunk contains NaN or infinite samples")
+        frames_before = self.ctx.frames_done
+        wav = self.enhancer.forward_streaming(chunk, self.ctx)[0]
+        return self._collect(wav, self.ctx.frames_done - frames_before)
+
+    @torch.no_grad()
+    def finish(self) -> Tensor:
+        """Flush the stream; returns the last ``latency`` samples (probe outputs of the final
+        frames are available from :attr:`last` afterwards)."""
+        frames_before = self.ctx.frames_done
+        tail = self.enhancer.finish_streaming(self.ctx)[0]
+        self.last = self._collect(tail, self.ctx.frames_done - frames_before)
+        return tail
+
+    def _collect(self, wav: Tensor, n_frames: int) -> StreamOutput:
+        out = StreamOutput(wav=wav, frames=n_frames)
+        if self.probes is None or not self.ctx.gates:
+            return out
+        gates = torch.cat(self.ctx.gates, dim=2)[0]  # L, frames, H
+        self.ctx.gates.clear()
+        out.gates = gates
+        for t in range(gates.shape[1]):
+            pred, self.probe_state = self.probes.forward_frame(gates[:, t].unsqueeze(0), self.probe_state)
+            for key, dest in (("vad", out.vad_prob), ("f0", out.f0_hz), ("snr", out.snr_db)):
+                if key in pred:
+                    dest.append(float(pred[key][0]))
+            if "noise" in pred:
+                p = pred["noise"][0]
+                p = torch.stack([1 - p, p]) if p.ndim == 0 else p
+                k = int(p.argmax())
+                out.noise_class = str(self.probes.heads["noise"]["classes"][k])
+                out.noise_prob = float(p[k])
+        return out
+
+    @property
+    def macs_saved_pct(self) -> float:
+        """MACs saved so far versus the dense model on the same frames (executed MACs counted)."""
+        if self.ctx.frames_done == 0:
+            return 0.0
+        dense = dense_macs(self.enhancer)["total"] * self.ctx.frames_done
+        return 100.0 * (1.0 - self.ctx.macs / dense)
