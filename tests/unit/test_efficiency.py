@@ -6,7 +6,7 @@ import torch
 from speechbrain_dyncp.efficiency import dense_macs, macs_per_frame, parameter_count, plant_gate_ratio
 from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
 
-from torch_threads import one_thread  # noqa: F401 (autouse fixture)
+from dyncp_fixtures import one_thread  # noqa: F401 (autouse fixture)
 
 TINY = dict(n_fft=16, hop_length=8, channels=4, hidden=6, kernel_size=3, n_stacks=1, n_blocks=2,
             gate_hidden=3, gate_window=2)

@@ -5,7 +5,7 @@ import torch
 
 from speechbrain_dyncp.lobes.gates import ChannelGate, heaviside, moving_average
 
-from torch_threads import one_thread  # noqa: F401 (autouse fixture)
+from dyncp_fixtures import one_thread  # noqa: F401 (autouse fixture)
 
 
 def test_gates_exactly_binary_in_eval_and_train():

@@ -3,23 +3,16 @@
 import pytest
 import torch
 
-from speechbrain_dyncp.efficiency import macs_per_frame, plant_gate_ratio
+from speechbrain_dyncp.efficiency import macs_per_frame
 from speechbrain_dyncp.lobes.enhancer import dyncp_small
 
-from torch_threads import one_thread  # noqa: F401 (autouse fixture)
+from dyncp_fixtures import one_thread, planted_model  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
-def model():
-    """Tiny causal gated model in float64 (no gate flips from rounding), ~30% gates planted."""
-    torch.manual_seed(0)
-    m = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval().double()
-    for blk in m.tcn.blocks:
-        for bn in (blk.norm1, blk.norm2):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-    plant_gate_ratio(m, torch.randn(1, 6000, dtype=torch.double), 0.3)
-    return m
+def model(planted_model):
+    """The shared tiny planted model."""
+    return planted_model
 
 
 def _stream(model, x, chunk, **kw):

@@ -1,0 +1,52 @@
+"""NumPy / C per-frame streamers: same output as the offline model, same skipped channels."""
+
+import numpy as np
+import pytest
+import torch
+
+from speechbrain_dyncp.efficiency import plant_gate_ratio
+from speechbrain_dyncp.fastpath import FastStreamer, c_available
+from speechbrain_dyncp.lobes.enhancer import dyncp_small
+
+from dyncp_fixtures import one_thread, planted_model  # noqa: F401 (fixtures)
+
+BACKENDS = ["numpy", pytest.param("c", marks=pytest.mark.skipif(not c_available(), reason="no gcc"))]
+
+
+@pytest.fixture(scope="module")
+def model(planted_model):
+    """The shared tiny planted model."""
+    return planted_model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("length,chunk", [(600, 1), (3001, 77), (3001, 1000)])
+def test_fast_streamer_equals_offline(model, backend, length, chunk):
+    """Output from sample ``latency`` on == offline causal output; executed channels == gates."""
+    x = torch.randn(1, length, dtype=torch.double)
+    ref = model(x)
+    fs = FastStreamer(model, backend=backend, dtype=np.float64)
+    parts = [fs.process(c) for c in np.split(x[0].numpy(), range(chunk, length, chunk))]
+    y = np.concatenate(parts + [fs.finish()])
+    assert len(y) == length + fs.latency
+    np.testing.assert_allclose(y[fs.latency:], ref.wav[0].detach().numpy(), atol=1e-10, rtol=1e-9)
+    assert fs.channel_frames == int(ref.gates.sum())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_streamer_dense_model_and_effective_macs(backend):
+    """Dense model: every channel computed; gated: exactly the channels whose gates are on."""
+    torch.manual_seed(1)
+    dense = dyncp_small(channels=8, hidden=16, gated=False).eval().double()
+    x = torch.randn(1, 2500, dtype=torch.double)
+    fs = FastStreamer(dense, backend=backend, dtype=np.float64)
+    y = np.concatenate([fs.process(x[0].numpy()), fs.finish()])
+    np.testing.assert_allclose(y[fs.latency:], dense(x).wav[0].detach().numpy(), atol=1e-10, rtol=1e-9)
+    assert fs.channel_frames == fs.frames_done * 6 * 16
+    gated = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval().double()
+    plant_gate_ratio(gated, x, 0.5)
+    fs = FastStreamer(gated, backend=backend, dtype=np.float64)
+    fs.process(x[0].numpy())
+    fs.finish()
+    out = gated(x)
+    assert fs.channel_frames == int(out.gates.sum()) < fs.frames_done * 6 * 16 * 0.6
