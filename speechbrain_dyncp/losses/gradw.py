@@ -177,6 +177,11 @@ class GradWLoss(nn.Module):
         s in ``y = s * cos`` (the AAM scale E was trained with; 30 in
         SpeechBrain's ECAPA recipe, 32 in Grad-W's code). It sets the softmax
         temperature of P.
+    temperature : float
+        Extension, not in the paper (1 = Grad-W): ``P = softmax(D / temperature)``.
+        Per-position gradients shrink with the number of positions, so on
+        long frame-level maps P is close to uniform; a temperature below 1
+        sharpens it.
 
     Example
     -------
@@ -190,8 +195,18 @@ class GradWLoss(nn.Module):
     (True, False)
     """
 
-    def __init__(self, speaker_model: nn.Module, layer: Optional[str] = None, weighting: str = "grad", scale: float = 30.0):
+    def __init__(
+        self,
+        speaker_model: nn.Module,
+        layer: Optional[str] = None,
+        weighting: str = "grad",
+        scale: float = 30.0,
+        temperature: float = 1.0,
+    ):
         super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
         if weighting not in WEIGHTINGS:
             raise ValueError(f"Unknown weighting {weighting!r}; choose from {list(WEIGHTINGS)}.")
         self.speaker_model = speaker_model.eval().requires_grad_(False)
@@ -274,7 +289,7 @@ class GradWLoss(nn.Module):
         a_enh, g_enh = self.activations_and_grads(enhanced, labels, lengths, need)
         mask = position_mask(a_enh, lengths)
         if need:
-            p = gradw_weights(g_ref, g_enh, mask)
+            p = gradw_weights(g_ref / self.temperature, g_enh / self.temperature, mask)
         else:
             p = equal_weights(mask)
         return p, a_ref.detach(), a_enh
@@ -304,3 +319,47 @@ class GradWLoss(nn.Module):
         p, a_ref, a_enh = self.weights(clean, enhanced, labels, lengths)
         loss = weighted_l1(a_ref, a_enh, p)
         return loss if grad_enabled else loss.detach()
+
+
+def load_speaker_scorer(model_dir, device: str = "cpu"):
+    """E from a speaker model folder exported by ``recipes/VoxCeleb/train_speaker.py``.
+
+    The folder holds ``hyperparams.yaml`` (``compute_features``,
+    ``mean_var_norm``, ``embedding_model``, ``classifier``, ``label_encoder``)
+    and ``embedding_model.ckpt``, ``classifier.ckpt``, ``label_encoder.txt``.
+    Weights are loaded strictly (a mismatch raises, unlike the Pretrainer, P4).
+
+    Arguments
+    ---------
+    model_dir : str or path-like
+        The model folder.
+    device : str
+        Where to put E.
+
+    Returns
+    -------
+    tuple
+        ``(SpeakerScorer in eval mode, compute_features, label_encoder)``; the
+        feature extractor is the one E was trained with, to be shared by the
+        clean, noisy and enhanced paths.
+    """
+    from pathlib import Path
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    model_dir = Path(model_dir)
+    need = ["hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt", "label_encoder.txt"]
+    missing = [n for n in need if not (model_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Speaker model folder {model_dir} lacks {missing}; train E with "
+            "recipes/VoxCeleb/train_speaker.py (it exports <output_folder>/model)."
+        )
+    with open(model_dir / "hyperparams.yaml") as fh:
+        hp = load_hyperpyyaml(fh)
+    for key in ("embedding_model", "classifier"):
+        hp[key].load_state_dict(torch.load(model_dir / f"{key}.ckpt", map_location="cpu"), strict=True)
+    label_encoder = hp["label_encoder"]
+    label_encoder.load(model_dir / "label_encoder.txt")
+    scorer = SpeakerScorer(hp["embedding_model"], hp["classifier"], hp.get("mean_var_norm"))
+    return scorer.to(device).eval(), hp["compute_features"].to(device), label_encoder

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Train a speaker-verification-aware enhancer G with the Grad-W (or Equal-W) loss.
+
+Usage::
+
+    python recipes/VoxCeleb/train_gradw.py hparams/VoxCeleb/train_gradw.yaml [--weighting=grad|equal]
+        [--g_type=unet|dyncp] [--key=value ...]
+
+E is the frozen speaker model exported by ``recipes/VoxCeleb/train_speaker.py``
+(``--speaker_model=<folder>``); G sees on-the-fly low-SNR MUSAN mixtures of
+E's own training speakers (labels map to E's classes through E's label
+encoder) and learns only from :class:`~speechbrain_dyncp.losses.gradw.GradWLoss`
+on E's activations. Validation mixtures are seeded per utterance, and
+validation reports the Grad-W and Equal-W losses and E's closed-set speaker-ID
+error for enhanced *and* unenhanced input (the gradient-weighted loss runs
+under SpeechBrain's ``no_grad`` validation, pitfall P10). The last checkpoint's
+G is what ``eval_snr.py`` evaluates.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import logging
+import random
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
+from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
+from speechbrain_dyncp.losses.gradw import GradWLoss, load_speaker_scorer
+from speechbrain_dyncp.verification_pipeline import resolve_voxceleb_data
+
+logger = logging.getLogger(__name__)
+
+
+class GradWBrain(sb.core.Brain):
+    """G in front of a frozen E; the only objective is the (Grad-/Equal-W) activation loss."""
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        clean, lens = batch.clean_sig
+        noisy, _ = batch.noisy_sig
+        with torch.no_grad():
+            ref = self.modules.features(clean)  # the target: same Fbank as every other path
+        enh = self.modules.enhanced(noisy, lens)
+        return ref, enh, noisy, lens
+
+    def compute_objectives(self, predictions, batch, stage):
+        ref, enh, noisy, lens = predictions
+        spk = batch.spk_id_encoded.data.reshape(-1)
+        loss = self.modules.loss(ref, enh, spk, lens)
+        if stage != sb.Stage.TRAIN:
+            with torch.no_grad():
+                noisy_feats = self.modules.features(noisy)
+                e = self.modules.loss.speaker_model
+                for tag, feats in (("enh", enh), ("noisy", noisy_feats)):
+                    for name, fn in (("gradw", self.modules.monitor_grad), ("equalw", self.modules.monitor_equal)):
+                        self.valid_sums[f"{name}_{tag}"] += float(fn(ref, feats, spk, lens)) * len(spk)
+                    pred = e(feats, lens).argmax(-1)
+                    self.valid_sums[f"spk_err_{tag}"] += float((pred != spk).sum())
+                self.valid_sums["n"] += len(spk)
+        return loss
+
+    def init_optimizers(self):
+        """One Adam over G only (E is frozen; one param group, so clipping covers it, P11)."""
+        self.optimizer = self.opt_class(self.hparams.enhancer.parameters())
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Linear warm-up from 0 to ``lr`` over ``warmup_epochs``, then constant (Grad-W schedule)."""
+        warm = max(1, int(self.hparams.warmup_epochs * self.hparams.steps_per_epoch))
+        lr = self.hparams.lr * min(1.0, (self.optimizer_step + 1) / warm)
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+
+    def on_stage_start(self, stage, epoch=None):
+        if stage != sb.Stage.TRAIN:
+            self.valid_sums = dict.fromkeys(
+                ["n"] + [f"{m}_{t}" for m in ("gradw", "equalw", "spk_err") for t in ("enh", "noisy")], 0.0)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        n = max(self.valid_sums.pop("n"), 1.0)
+        stats = {"loss": stage_loss, **{k: v / n for k, v in self.valid_sums.items()}}
+        if stage == sb.Stage.VALID:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, {"loss": self.train_loss}, stats)
+            # Keep the latest G: no model selection on the validation mixtures.
+            self.checkpointer.save_and_keep_only(meta=stats, num_to_keep=1)
+
+
+def build_enhancer(hparams, n_mels: int):
+    """G from ``g_factories[g_type]`` and its domain ('mel' or 'wave')."""
+    g_type = hparams["g_type"]
+    if g_type not in hparams["g_factories"]:
+        raise ValueError(f"Unknown g_type {g_type!r}; choose from {sorted(hparams['g_factories'])}")
+    factory = hparams["g_factories"][g_type]
+    domain = hparams["g_domains"][g_type]
+    return (factory(n_mels=n_mels) if domain == "mel" else factory()), domain
+
+
+def load_trained_enhancer(output_folder, n_mels: int, overrides: dict = None, device: str = "cpu"):
+    """G of a finished ``train_gradw.py`` run (its saved ``hyperparams.yaml`` + latest checkpoint).
+
+    Returns
+    -------
+    (nn.Module, str)
+        G in eval mode and its domain.
+    """
+    output_folder = Path(output_folder)
+    with open(output_folder / "hyperparams.yaml") as fh:
+        hp = load_hyperpyyaml(fh, overrides or {})
+    g, domain = build_enhancer(hp, n_mels)
+    ckpt = sb.utils.checkpoints.Checkpointer(output_folder / "save").find_checkpoint()
+    if ckpt is None or not (ckpt.path / "enhancer.ckpt").is_file():
+        raise FileNotFoundError(f"No enhancer checkpoint under {output_folder / 'save'}; did training finish?")
+    g.load_state_dict(torch.load(ckpt.path / "enhancer.ckpt", map_location="cpu"), strict=True)
+    return g.to(device).eval(), domain
+
+
+def dataio_prep(hparams, label_encoder, mixer):
+    """Train: random crops, fresh mixture per draw. Valid: fixed crops, mixtures seeded by utterance id."""
+    sr = hparams["sample_rate"]
+    seg = int(hparams["sentence_len"] * sr)
+    save = Path(hparams["save_folder"])
+    known = set(label_encoder.lab2ind)
+
+    def load(split):
+        data = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / f"{split}.csv"))
+        kept = data.filtered_sorted(key_test={"spk_id": lambda s: s in known})
+        if len(kept) < len(data):
+            logger.warning("%s: dropped %d rows of speakers E was not trained on", split, len(data) - len(kept))
+        if len(kept) == 0:
+            raise ValueError(f"No {split} rows of E's speakers in {save / f'{split}.csv'}: is E trained on this data?")
+        return kept
+
+    train, valid = load("train"), load("dev")
+
+    @sb.utils.data_pipeline.takes("wav", "duration")
+    @sb.utils.data_pipeline.provides("clean_sig", "noisy_sig")
+    def train_audio(wav, duration):
+        n_file = int(float(duration) * sr)
+        start = random.randint(0, n_file - seg) if n_file > seg else 0
+        clean = read_audio(wav, sample_rate=sr, start=start, stop=start + seg if n_file > seg else None)
+        yield clean
+        yield mixer.mix_train(clean)[0]
+
+    @sb.utils.data_pipeline.takes("id", "wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("clean_sig", "noisy_sig")
+    def valid_audio(utt_id, wav, start, stop):
+        clean = read_audio(wav, sample_rate=sr, start=int(start), stop=int(stop))
+        yield clean
+        yield mixer.mix_train(clean, torch.Generator().manual_seed(stable_seed(hparams["seed"], utt_id)))[0]
+
+    @sb.utils.data_pipeline.takes("spk_id")
+    @sb.utils.data_pipeline.provides("spk_id_encoded")
+    def label_pipeline(spk_id):
+        return label_encoder.encode_sequence_torch([spk_id])
+
+    train.add_dynamic_item(train_audio)
+    valid.add_dynamic_item(valid_audio)
+    for d in (train, valid):
+        d.add_dynamic_item(label_pipeline)
+        d.set_output_keys(["id", "clean_sig", "noisy_sig", "spk_id_encoded"])
+    return train, valid
+
+
+def main(argv):
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    if hparams["weighting"] not in ("grad", "equal"):
+        raise ValueError(f"weighting must be 'grad' or 'equal', got {hparams['weighting']!r}")
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
+                                   overrides=overrides)
+    data_folder, trials, corpus = resolve_voxceleb_data(
+        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
+        hparams["verification_file"])
+    musan = hparams["musan_folder"] or (corpus.musan if corpus is not None else None)
+    if musan is None:
+        raise ValueError("Set --musan_folder (MUSAN root with noise/, music/, speech/) for a real VoxCeleb folder.")
+
+    scorer, features, label_encoder = load_speaker_scorer(hparams["speaker_model"])
+    losses = {w: GradWLoss(scorer, layer=hparams["gradw_layer"], weighting=w, scale=hparams["score_scale"],
+                           temperature=hparams["gradw_temperature"]) for w in ("grad", "equal")}
+    g, domain = build_enhancer(hparams, n_mels=features.compute_fbanks.n_mels)
+    hparams["enhancer"] = g
+    hparams["checkpointer"].add_recoverable("enhancer", g)
+
+    from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
+
+    run_on_main(prepare_voxceleb, kwargs={
+        "data_folder": data_folder, "save_folder": hparams["save_folder"], "verification_pairs_file": trials,
+        "splits": ["train", "dev"], "split_speaker": False, "seg_dur": hparams["seg_dur"],
+        "skip_prep": hparams["skip_prep"]})
+    mixer = MusanMixer(musan, pool="train", noise_snr=hparams["noise_snr"], music_snr=hparams["music_snr"],
+                       babble_snrs=hparams["babble_snrs"], babble_talkers=hparams["babble_talkers"],
+                       sample_rate=hparams["sample_rate"])
+    train, valid = dataio_prep(hparams, label_encoder, mixer)
+    hparams["steps_per_epoch"] = -(-len(train) // hparams["batch_size"])
+
+    modules = {"features": features, "enhanced": EnhancedFeatures(features, g, domain), "loss": losses[hparams["weighting"]],
+               "monitor_grad": losses["grad"], "monitor_equal": losses["equal"]}
+    brain = GradWBrain(modules=modules, opt_class=hparams["opt_class"], hparams=hparams, run_opts=run_opts,
+                       checkpointer=hparams["checkpointer"])
+    brain.fit(brain.hparams.epoch_counter, train, valid, train_loader_kwargs=hparams["dataloader_options"],
+              valid_loader_kwargs=hparams["valid_dataloader_options"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
