@@ -106,20 +106,17 @@ class SpeakerBrain(sb.core.Brain):
 
 
 def embedded_noise_csvs(corpus, hparams):
-    """Noise / RIR CSVs from the embedded corpus's musan and rirs folders (data.noise helpers)."""
-    try:
-        from speechbrain_dyncp.data.noise import prepare_noise_csv, prepare_rir_csv
-    except ImportError:
-        logger.warning("speechbrain_dyncp.data.noise unavailable: white-noise augmentation only")
-        return
+    """Noise / RIR CSVs from the embedded corpus's musan/noise and rirs folders, unless CSVs were given."""
+    from speechbrain_dyncp.data.noise import prepare_noise_csv, prepare_rir_csv
+
     save = Path(hparams["save_folder"])
     if hparams["add_noise"].csv_file is None and (corpus.musan / "noise").is_dir():
         csv = save / "noise.csv"
-        run_on_main(prepare_noise_csv, kwargs={"data_folder": corpus.musan / "noise", "csv_file": csv})
+        run_on_main(prepare_noise_csv, kwargs={"folders": corpus.musan / "noise", "csv_file": csv})
         hparams["add_noise"].csv_file = str(csv)
     if hparams["add_reverb"].csv_file is None and corpus.rirs.is_dir():
         csv = save / "rir.csv"
-        run_on_main(prepare_rir_csv, kwargs={"data_folder": corpus.rirs, "csv_file": csv})
+        run_on_main(prepare_rir_csv, kwargs={"rir_folder": corpus.rirs, "csv_file": csv})
         hparams["add_reverb"].csv_file = str(csv)
 
 
@@ -187,7 +184,7 @@ def export_model_dir(hparams, brain, label_encoder, out_dir):
     torch.save(brain.modules.embedding_model.state_dict(), out_dir / "embedding_model.ckpt")
     torch.save(brain.modules.classifier.state_dict(), out_dir / "classifier.ckpt")
     brain.modules.mean_var_norm._save(out_dir / "mean_var_norm.ckpt")
-    label_encoder.save(out_dir / "label_encoder.txt")
+    label_encoder.save(out_dir / "label_encoder.ckpt")  # the name Pretrainer looks for
     keys = ("sample_rate", "n_mels", "channels", "kernel_sizes", "dilations", "attention_channels", "se_channels",
             "emb_dim")
     (out_dir / "hyperparams.yaml").write_text(
@@ -214,7 +211,8 @@ def main(argv):
     run_on_main(prepare_voxceleb, kwargs={
         "data_folder": hparams["data_folder"], "save_folder": hparams["save_folder"],
         "verification_pairs_file": hparams["verification_file"], "splits": ["train", "dev"],
-        "split_ratio": hparams["split_ratio"], "seg_dur": hparams["seg_dur"], "skip_prep": hparams["skip_prep"]})
+        "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"],
+        "skip_prep": hparams["skip_prep"]})
     train, valid, label_encoder = dataio_prep(hparams)
 
     classifier = hparams["classifier"](out_neurons=len(label_encoder))
