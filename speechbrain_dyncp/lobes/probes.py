@@ -234,14 +234,19 @@ class MaskProbes(nn.Module):
         state.frames_seen += 1
         return out, state
 
-    def probe_cost_per_frame(self, gate_density: Optional[float] = None) -> dict:
+    def probe_cost_per_frame(
+        self, gate_density: Optional[float] = None, gates: Optional[torch.Tensor] = None,
+        frame_mask: Optional[torch.Tensor] = None,
+    ) -> dict:
         """Operations per frame (additions/multiplies counted as MAC-equivalents).
 
-        Per head: one add per active selected channel and output (worst case all
-        active; ``gate_density`` gives the expected count), the bias, the running
-        mean of rate heads (add, subtract, divide per output) and the output
-        nonlinearity (sigmoid 4, softmax 3 per class, exp 4). Reading the gates
-        is free: the gating module computes them anyway.
+        Per head: one add per active selected channel and output, the bias, the
+        running mean of rate heads (add, subtract, divide per output) and the
+        output nonlinearity (sigmoid or exp 4, softmax 3 per class). ``worst``
+        assumes every selected channel active; ``expected`` uses
+        ``gate_density``, or, with ``gates`` ``[B, L, N, H]``, the measured mean
+        number of active selected channels per valid frame. Reading the gates is
+        free: the gating module computes them anyway.
 
         Example
         -------
@@ -249,12 +254,19 @@ class MaskProbes(nn.Module):
         0
         """
         heads, worst, expected = {}, 0, 0.0
-        dens = 1.0 if gate_density is None else float(gate_density)
+        x = None if gates is None else flat_gates(gates, frame_mask)
+        n_valid = None if x is None else (x.shape[0] * x.shape[1] if frame_mask is None else float(frame_mask.sum()))
         for name, cfg in self.heads.items():
             spec, S, C = self.spec(name), cfg["n_selected"], cfg["n_out"]
             fixed = C + (3 * C if spec.level == "rate" else 0)
             fixed += 3 * C if (spec.task == "classify" and C > 1) else 4
-            heads[name] = {"selected_channels": S, "outputs": C, "worst": S * C + fixed, "expected": dens * S * C + fixed}
+            if x is not None:  # measured: active selected channels (lag 0) per valid frame
+                feat = getattr(self, f"{name}_index") % x.shape[-1]
+                active = float(x[..., feat].sum()) / max(n_valid, 1)
+            else:
+                active = (1.0 if gate_density is None else float(gate_density)) * S
+            heads[name] = {"selected_channels": S, "outputs": C, "active_per_frame": active,
+                           "worst": S * C + fixed, "expected": active * C + fixed}
             worst += heads[name]["worst"]
             expected += heads[name]["expected"]
         return {"heads": heads, "total_worst": worst, "total_expected": expected, "gate_density": gate_density}

@@ -141,6 +141,10 @@ def test_cost_counts_active_weight_sums():
     assert vad["expected"] == pytest.approx(0.25 * 20 + 5)
     assert cost["heads"]["noise"]["worst"] == 12 * 3 + 3 + 9 + 9
     assert cost["total_expected"] < cost["total_worst"]
+    measured = probes.probe_cost_per_frame(gates=gates)["heads"]["vad"]
+    X, _ = frame_features(gates, context=1)
+    active = X[:, probes.vad_index].sum(1).mean().item()  # lag-0 and lag-1 reads of the same gates
+    assert measured["active_per_frame"] == pytest.approx(active, rel=0.05)
 
 
 def test_channel_curve_improves_with_channels():

@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Recipe: linear probes on a DynCP enhancer's gate masks (VAD, noise class, SNR, F0).
+
+Runs the enhancer over a dataset, collects the binary gates ``[L, N, H]`` of
+every utterance with its labels, fits one scikit-learn probe per head on the
+training speakers (ranking features and keeping ``n_channels``), evaluates the
+exported :class:`~speechbrain_dyncp.lobes.probes.MaskProbes` (the weighted-sum
+lobe, i.e. what runs in the enhancer) on held-apart speakers, and writes into
+``<probes_folder>``: ``probes.ckpt`` (state_dict), ``report.json``,
+``report.md``, ``weights.png``, ``channel_curve.png``, ``timeline_*.png``.
+
+Labels: the corpus' ``labels/<utt>.npz`` (exact for the embedded corpus);
+otherwise (``label_source: estimate``, or no npz) an energy VAD and a YIN F0 on
+the clean reference (:mod:`speechbrain_dyncp.data.labels`). Noise class and SNR
+come from the mixing log columns of the manifest.
+
+Usage
+-----
+    python recipes/DynCP/fit_probes.py hparams/DynCP/fit_probes.yaml \\
+        --enhancer_ckpt=results/DynCP/1234/phi0.25/save
+    python recipes/DynCP/fit_probes.py hparams/DynCP/fit_probes.yaml --data_folder=real \\
+        --enhancer_ckpt=... --shared_data=../shared/data
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.data.labels import autocorr_f0, energy_vad, load_frame_labels
+from speechbrain_dyncp.efficiency import macs_per_frame
+from speechbrain_dyncp.lobes.probes import MaskProbes
+from speechbrain_dyncp.probes.features import ProbeSpec, spec_features
+from speechbrain_dyncp.probes.fit import channel_curve, fit_probe, speaker_split
+from speechbrain_dyncp.probes.metrics import score_head
+from speechbrain_dyncp.probes.plots import plot_channel_curves, plot_timeline, plot_weight_maps
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_rows(hp) -> list:
+    """Manifest rows (dicts) of the pooled probe data, each with a ``split``."""
+    folder = str(hp["data_folder"])
+    if folder == "real":
+        from speechbrain_dyncp.probes.real_mixtures import build_real_mixtures
+
+        csv_path = build_real_mixtures(
+            hp["shared_data"], Path(hp["save_folder"]) / "real_mix", hp["real_mixtures_per_item"],
+            reverb_prob=hp["real_reverb_prob"], test_fraction=hp["test_fraction"],
+            test_speakers=hp["test_speakers"] or ("rl",), seed=hp["seed"],
+        )
+        return list(csv.DictReader(open(csv_path)))
+    from speechbrain_dyncp.data.voicebank import prepare_voicebank
+
+    if folder == "embedded":
+        from speechbrain_dyncp.data.synth import build_corpus
+
+        folder = build_corpus(Path(hp["output_folder"]) / "corpus", hp["corpus_preset"], hp["corpus_seed"]).voicebank
+    csvs = prepare_voicebank(folder, hp["save_folder"])
+    rows = [r for s in hp["probe_sets"] for r in csv.DictReader(open(csvs[s]))]
+    rng = np.random.default_rng(hp["seed"])
+    if len(rows) > hp["max_utterances"]:
+        rows = [rows[i] for i in sorted(rng.choice(len(rows), hp["max_utterances"], replace=False))]
+    spk = [r["spk_id"] for r in rows]
+    is_test = speaker_split(spk, hp["test_fraction"], hp["seed"]) | np.isin(spk, list(hp["test_speakers"]))
+    for r, t in zip(rows, is_test):
+        r["split"] = "test" if t else "train"
+    return rows
+
+
+def load_enhancer(hp):
+    """The enhancer with weights from ``enhancer_ckpt`` (file, CKPT folder or save folder)."""
+    enhancer, ckpt = hp["enhancer"], hp["enhancer_ckpt"]
+    if not ckpt:
+        logger.warning("enhancer_ckpt is null: probing a RANDOMLY INITIALISED enhancer (development only)")
+        return enhancer.eval(), None
+    path = Path(ckpt)
+    if path.is_dir():
+        found = [path / "enhancer.ckpt"] if (path / "enhancer.ckpt").exists() else sorted(path.glob("CKPT+*/enhancer.ckpt"))
+        if not found:
+            raise FileNotFoundError(f"No enhancer.ckpt in {path} or its CKPT+* folders")
+        path = found[-1]  # CKPT+<date> names sort by time
+    enhancer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    logger.info("Loaded enhancer weights from %s", path)
+    return enhancer.eval(), str(path)
+
+
+def frame_labels(row, n: int, source: str) -> dict:
+    """``vad`` and ``f0`` ``[n]`` for one manifest row (corpus npz or estimated on the clean signal)."""
+    lab_path = row.get("labels") or ""
+    if source != "estimate" and lab_path and Path(lab_path).exists():
+        lab = load_frame_labels(lab_path)
+        vad, f0 = lab["vad"].astype(np.uint8), lab["f0"].astype(np.float32)
+    elif source == "corpus":
+        raise FileNotFoundError(f"label_source=corpus but {row['ID']} has no label file ({lab_path!r})")
+    else:
+        clean = read_audio(row["clean_wav"], 16000).double().numpy()
+        vad = energy_vad(clean)
+        f0 = (autocorr_f0(clean) * vad).astype(np.float32)
+    if abs(len(vad) - n) > 1:
+        raise ValueError(f"{row['ID']}: {len(vad)} label frames but the enhancer gives {n}")
+    pad = max(0, n - len(vad))
+    return {"vad": np.pad(vad, (0, pad))[:n], "f0": np.pad(f0, (0, pad))[:n]}
+
+
+@torch.no_grad()
+def collect(enhancer, rows, hp) -> list:
+    """Run the enhancer; per utterance: gates ``[L, N, H]`` uint8 + labels. Bad items are skipped."""
+    rows = sorted(rows, key=lambda r: float(r["duration"]))
+    utts, bs = [], hp["batch_size"]
+    for i in range(0, len(rows), bs):
+        batch, wavs = [], []
+        for r in rows[i : i + bs]:
+            try:
+                wavs.append(read_audio(r["noisy_wav"], 16000))
+                batch.append(r)
+            except (OSError, ValueError) as exc:
+                logger.warning("skipping %s: %s", r["ID"], exc)
+        if not wavs:
+            continue
+        T = max(len(w) for w in wavs)
+        x = torch.stack([torch.nn.functional.pad(w, (0, T - len(w))) for w in wavs])
+        out = enhancer(x, torch.tensor([len(w) / T for w in wavs]))
+        for b, r in enumerate(batch):
+            n = int(out.frame_mask[b].sum())
+            utt = {"id": r["ID"], "spk": r["spk_id"], "split": r["split"], "noise": r["noise"], "snr": float(r["snr"])}
+            utt["gates"] = out.gates[b, :, :n].to(torch.uint8).numpy()
+            utt.update(frame_labels(r, n, hp["label_source"]))
+            utts.append(utt)
+        logger.info("masks: %d / %d utterances", len(utts), len(rows))
+    return utts
+
+
+def head_rows(spec: ProbeSpec, utts, cap, rng):
+    """Features and labels of ``spec`` over ``utts`` (at most ``cap`` rows, spread over utterances)."""
+    quota = None if cap is None else max(1, int(np.ceil(cap / max(1, len(utts)))))
+    Xs, ys = [], []
+    for u in utts:
+        X, idx = spec_features(spec, torch.from_numpy(u["gates"]).unsqueeze(0))
+        if spec.level == "frame":
+            y = u[spec.name][idx[:, 1].numpy()] if spec.name in ("vad", "f0") else None
+            if spec.voiced_only:
+                keep = y > 0
+                X, y = X[torch.from_numpy(keep)], y[keep]
+        else:
+            y = np.array([u[spec.name]] * len(X))
+        if quota is not None and len(X) > quota:
+            sel = np.sort(rng.choice(len(X), quota, replace=False))
+            X, y = X[torch.from_numpy(sel)], y[sel]
+        Xs.append(X.numpy().astype(np.float32))
+        ys.append(y)
+    return np.concatenate(Xs), np.concatenate(ys)
+
+
+def evaluate_lobe(probes: MaskProbes, utts) -> dict:
+    """Test scores of the exported weighted-sum lobe (all frames / utterance-end values)."""
+    preds = {n: [] for n in probes.heads}
+    truth = {n: [] for n in probes.heads}
+    for u in utts:
+        out = probes(torch.from_numpy(u["gates"]).float().unsqueeze(0))
+        for name in probes.heads:
+            spec, y = probes.spec(name), out[name][0].numpy()
+            if spec.level == "frame":
+                preds[name].append(y)
+                truth[name].append(u[name])
+            else:
+                last = y[-1]
+                classes = probes.heads[name]["classes"]
+                preds[name].append([classes[int(np.argmax(last))]] if spec.task == "classify" and classes else [last])
+                truth[name].append([u[name]])
+    scores = {}
+    for name in probes.heads:
+        spec = probes.spec(name)
+        t, p = np.concatenate(truth[name]), np.concatenate(preds[name])
+        scores[name] = score_head(name, spec.task, t, p, probes.heads[name]["classes"] or None)
+    return scores
+
+
+def main(argv):
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file) as fin:
+        hp = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(hp["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out_dir = Path(hp["probes_folder"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(hp["seed"])
+
+    rows = prepare_rows(hp)
+    enhancer, ckpt = load_enhancer(hp)
+    cache = Path(hp["save_folder"]) / "masks.pt"
+    key = {"ckpt": ckpt, "ids": [r["ID"] for r in rows], "label_source": hp["label_source"]}
+    found = torch.load(cache, weights_only=False) if cache.exists() else None
+    if found is not None and found["key"] == key:
+        utts = found["utts"]  # same enhancer weights and data: reuse the collected masks
+        logger.info("Reusing the masks collected in %s", cache)
+    else:
+        utts = collect(enhancer, rows, hp)
+        torch.save({"key": key, "utts": utts}, cache)
+    train = [u for u in utts if u["split"] == "train"]
+    test = [u for u in utts if u["split"] == "test"]
+    L, _, H = train[0]["gates"].shape
+    logger.info("train: %d utts (%d speakers), test: %d utts (%d speakers)", len(train),
+                len({u["spk"] for u in train}), len(test), len({u["spk"] for u in test}))
+
+    fitted, curves, info = {}, {}, {}
+    for name, cfg in hp["heads"].items():
+        spec = ProbeSpec(name=name, **cfg)
+        Xtr, ytr = head_rows(spec, train, hp["max_train_samples"], rng)
+        Xte, yte = head_rows(spec, test, hp["max_train_samples"], rng)
+        if spec.task == "classify":  # classes unseen in training cannot be predicted: report them
+            unseen = sorted(set(np.unique(yte).tolist()) - set(np.unique(ytr).tolist()))
+            info[name] = {"test_classes_unseen_in_train": [str(c) for c in unseen]}
+        fitted[name] = fit_probe(spec, Xtr, ytr, hp["ranking"], hp["max_train_samples"], hp["seed"])
+        curves[name] = channel_curve(spec, Xtr, ytr, Xte, yte, fitted[name].ranking, hp["curve_sizes"],
+                                     hp["max_train_samples"], hp["seed"])
+        info.setdefault(name, {}).update(spec=spec.to_dict(), n_train_rows=len(Xtr), n_test_rows=len(Xte))
+        logger.info("%s: curve %s", name, [(c["n_channels"], round(c["score"], 3)) for c in curves[name]])
+
+    probes = MaskProbes.from_sklearn(fitted, L, H)
+    torch.save(probes.state_dict(), out_dir / "probes.ckpt")
+    scores = evaluate_lobe(probes, test)
+
+    # MACs depend on the gates only through the mean number of active channels per frame
+    frames = sum(u["gates"].shape[1] for u in test)
+    active = sum(float(u["gates"].sum()) for u in test) / frames
+    enh_macs = macs_per_frame(enhancer, torch.full((1, L, 1, H), active / (L * H)))
+    gates_all = torch.cat([torch.from_numpy(u["gates"]) for u in test], dim=1).unsqueeze(0).float()
+    cost = probes.probe_cost_per_frame(gates=gates_all)  # measured active channels on the test set
+    for kind in ("worst", "expected"):
+        cost[f"{kind}_fraction_of_enhancer_effective_macs"] = cost[f"total_{kind}"] / enh_macs["effective"]
+        cost[f"{kind}_fraction_of_enhancer_dense_macs"] = cost[f"total_{kind}"] / enh_macs["dense"]
+
+    report = {
+        "enhancer_ckpt": ckpt, "data_folder": str(hp["data_folder"]), "label_source": hp["label_source"],
+        "n_train_utts": len(train), "n_test_utts": len(test),
+        "train_speakers": sorted({u["spk"] for u in train}), "test_speakers": sorted({u["spk"] for u in test}),
+        "gate_density_test": active / (L * H), "enhancer_macs_per_frame": enh_macs, "probe_cost_per_frame": cost,
+        "test_scores_mask_probes": scores, "channel_curves": curves, "heads": info,
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    (out_dir / "report.md").write_text(markdown(report))
+    plot_weight_maps(probes, out_dir / "weights.png")
+    plot_channel_curves(curves, out_dir / "channel_curve.png")
+    for u in test[: hp["n_timeline_plots"]]:
+        out = probes(torch.from_numpy(u["gates"]).float().unsqueeze(0))
+        plot_timeline(u["id"], {k: v[0].numpy() for k, v in out.items()}, u,
+                      probes.heads.get("noise", {}).get("classes", []), out_dir / f"timeline_{u['id']}.png")
+    logger.info("Probe report: %s", out_dir / "report.md")
+    print((out_dir / "report.md").read_text())
+
+
+def markdown(r: dict) -> str:
+    """A short human-readable report."""
+    s = r["test_scores_mask_probes"]
+    lines = [
+        "# Mask-probe report", "",
+        f"enhancer: `{r['enhancer_ckpt']}`; data: `{r['data_folder']}`; labels: {r['label_source']}",
+        f"train {r['n_train_utts']} utts / {len(r['train_speakers'])} speakers; "
+        f"test {r['n_test_utts']} utts / {len(r['test_speakers'])} held-apart speakers; "
+        f"gate density {r['gate_density_test']:.3f}", "",
+        "| head | metric | test |", "|---|---|---|",
+    ]
+    for name, sc in s.items():
+        for k in ("accuracy", "f1", "roc_auc", "balanced_accuracy", "r2", "r2_log", "rmse_hz", "rmse_cents", "rpa_50c", "mae_db"):
+            if k in sc:
+                lines.append(f"| {name} | {k} | {sc[k]:.4f} |")
+    c = r["probe_cost_per_frame"]
+    m = r["enhancer_macs_per_frame"]
+    lines += ["", f"probe cost per frame, measured on the test gates: {c['total_expected']:.0f} ops "
+              f"= {100 * c['expected_fraction_of_enhancer_effective_macs']:.3f}% of the enhancer's effective MACs "
+              f"({m['effective']:.0f}/frame; dense {m['dense']:.0f}); worst case (all selected channels active) "
+              f"{c['total_worst']} ops = {100 * c['worst_fraction_of_enhancer_effective_macs']:.3f}%", ""]
+    for name, curve in r["channel_curves"].items():
+        lines.append(f"- {name} vs channels: " + ", ".join(f"{p['n_channels']}: {p['score']:.3f}" for p in curve))
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
