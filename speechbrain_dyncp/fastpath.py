@@ -70,8 +70,8 @@ def _structs(real_t):
     class Block(ctypes.Structure):
         _fields_ = [(n, ctypes.c_int) for n in ("C", "H", "P", "dil", "K", "R", "ring", "gate_src")] + [
             (n, real_t) for n in ("thr", "a1", "a2")] + [
-            (n, P) for n in ("W1", "b1", "s1", "t1", "dw", "s2", "t2", "W2T", "G1", "gb1", "G2", "gb2",
-                             "hist", "gbuf", "pooled", "gh")] + [
+            (n, P) for n in ("W1", "W1T", "b1", "s1", "t1", "dw", "s2", "t2", "W2T", "G1T", "gb1", "G2T", "gb2",
+                             "hist", "gbuf", "pooled", "gh", "work")] + [
             ("active", ctypes.POINTER(ctypes.c_int)), ("pos", ctypes.c_int), ("gpos", ctypes.c_int),
             ("computed", ctypes.c_longlong)]
 
@@ -112,6 +112,8 @@ class FastStreamer:
         if not model.causal or model.training:
             raise ValueError("FastStreamer needs a causal model in eval mode.")
         tcn = model.tcn
+        if model.n_fft % model.hop_length:
+            raise ValueError(f"FastStreamer needs n_fft divisible by hop_length, got {model.n_fft}, {model.hop_length}.")
         if tcn.gated and any(len(g.convs) != 2 for g in tcn.gates):
             raise ValueError("FastStreamer supports 2-layer gate stacks (gate_layers=2) only.")
         self.dtype, self.backend, self.tcn = np.dtype(dtype), backend, tcn
@@ -141,6 +143,9 @@ class FastStreamer:
         self.den = np.zeros(self.n_fft, self.dtype)
         self.trim, self.samples_in, self.frames_done, self._computed = self.n_fft // 2, 0, 0, 0
         self._mask = np.zeros(model.n_freq, self.dtype)
+        self.win2 = self.window**2
+        self.inv_env = (1 / self.win2.reshape(-1, self.hop).sum(0)).astype(self.dtype)
+        self._cdtype = np.complex64 if self.dtype == np.float32 else np.complex128
         if backend == "c":
             self._bind()
 
@@ -156,19 +161,24 @@ class FastStreamer:
         cblocks = (Block * len(self.blocks))()
         for cb, b in zip(cblocks, self.blocks):
             h, c = b["w1"].shape
-            scratch = dict(pooled=np.zeros(c, self.dtype), gh=np.zeros(max(1, tcn.gates[0].hidden) if b["gated"]
-                                                                          else 1, self.dtype))
+            r = b["G1"].shape[0] if b["gated"] else 1
+            scratch = dict(pooled=np.zeros(c, self.dtype), gh=np.zeros(r, self.dtype), work=np.zeros(h, self.dtype),
+                           W1T=np.ascontiguousarray(b["w1"].T))
+            if b["gated"]:
+                scratch.update(G1T=np.ascontiguousarray(b["G1"].T), G2T=np.ascontiguousarray(b["G2"].T))
             active = np.zeros(h, np.int32)
             self._keep += [scratch, active]
             cb.C, cb.H, cb.P, cb.dil, cb.ring = c, h, b["dw"].shape[1], b["dil"], b["ring"]
-            cb.K, cb.R = b["K"], (b["G1"].shape[0] if b["gated"] else 0)
+            cb.K, cb.R = b["K"], (r if b["gated"] else 0)
             cb.gate_src = int(tcn.gate_input == "features")
             cb.thr, cb.a1, cb.a2 = b["thr"], b["a1"], b["a2"]
             for name, key in (("W1", "w1"), ("b1", "b1"), ("s1", "s1"), ("t1", "t1"), ("dw", "dw"),
                               ("s2", "s2"), ("t2", "t2"), ("W2T", "w2t"), ("hist", "hist"), ("gbuf", "gbuf")):
                 setattr(cb, name, ptr(b[key]))
-            for key in ("G1", "gb1", "G2", "gb2"):
-                setattr(cb, key, ptr(b[key] if b["gated"] else scratch["pooled"]))
+            if b["gated"]:  # else left NULL: the kernel never reads them (R = 0)
+                cb.G1T, cb.G2T = ptr(scratch["G1T"]), ptr(scratch["G2T"])
+                cb.gb1, cb.gb2 = ptr(b["gb1"]), ptr(b["gb2"])
+            cb.W1T, cb.work = ptr(scratch["W1T"]), ptr(scratch["work"])
             cb.pooled, cb.gh = ptr(scratch["pooled"]), ptr(scratch["gh"])
             cb.active = active.ctypes.data_as(ctypes.POINTER(ctypes.c_int))
         c = tcn.channels
@@ -177,9 +187,15 @@ class FastStreamer:
                   bb=ptr(self.bb), x=ptr(xs[0]), y=ptr(xs[1]), x0=ptr(xs[2]), blocks=cblocks)
         self._keep += [xs, cblocks, net]
         self._cblocks = cblocks
-        fn = lib.dyncp_frame
-        fn.restype = None
+        fn, fn_spec = lib.dyncp_frame, lib.dyncp_frame_spec
+        fn.restype = fn_spec.restype = None
+        fn_spec.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, real_t]
         self._call = lambda feats: fn(ctypes.byref(net), ptr(feats), ptr(self._mask))
+        self._feats = np.zeros(self.Wf.shape[1], self.dtype)
+        net_p, feats_p, mask_p = ctypes.addressof(net), self._feats.ctypes.data, self._mask.ctypes.data
+        comp = self.compression if self.feature == "compressed" else 0.0
+        # masks the complex spectrum in place: one foreign call per frame
+        self._call_spec = lambda spec: fn_spec(net_p, spec.ctypes.data, feats_p, mask_p, comp)
 
     def _net_numpy(self, feats: np.ndarray) -> np.ndarray:
         x = np.maximum(self.Wf @ feats + self.bf, 0)
@@ -210,26 +226,39 @@ class FastStreamer:
 
     def _frame(self, frame: np.ndarray) -> None:
         spec = np.fft.rfft(frame * self.window)
-        feats = np.abs(spec).astype(self.dtype)
-        if self.feature == "compressed":
-            feats = (feats + 1e-9) ** self.compression
+        if spec.dtype != self._cdtype:
+            spec = spec.astype(self._cdtype)
         if self.backend == "c":
-            self._call(np.ascontiguousarray(feats))
-            mask = self._mask
+            self._call_spec(spec)
         else:
-            mask = self._net_numpy(feats)
-        self.num += np.fft.irfft(spec * mask, self.n_fft).astype(self.dtype) * self.window
-        self.den += self.window**2
-        self._emit(self.num[: self.hop], self.den[: self.hop])
-        self.num = np.concatenate([self.num[self.hop:], np.zeros(self.hop, self.dtype)])
-        self.den = np.concatenate([self.den[self.hop:], np.zeros(self.hop, self.dtype)])
+            feats = np.abs(spec)
+            if self.feature == "compressed":
+                feats = (feats + 1e-9) ** self.compression
+            spec *= self._net_numpy(feats)
+        y = np.fft.irfft(spec, self.n_fft)
+        y *= self.window
+        hop, num = self.hop, self.num
+        num += y
+        if self.frames_done * hop >= self.n_fft - hop and not self.trim:
+            # every frame overlapping these samples has been added: the window energy is the
+            # interior one (den is only needed at the start and at the end of the stream)
+            self.out_buf = np.concatenate([self.out_buf, num[:hop] * self.inv_env])
+        else:
+            self.den += self.win2
+            self._emit(num[:hop], self.den[:hop])
+            self.den[:-hop] = self.den[hop:]
+            self.den[-hop:] = 0
+        num[:-hop] = num[hop:]  # shift the overlap-add buffer by one hop
+        num[-hop:] = 0
         self.frames_done += 1
 
     def _emit(self, num, den):
-        out = np.where(den > 1e-11, num / np.maximum(den, 1e-11), 0).astype(self.dtype)
-        drop = min(self.trim, len(out))
-        self.trim -= drop
-        self.out_buf = np.concatenate([self.out_buf, out[drop:]])
+        drop = min(self.trim, len(num))
+        if drop:
+            self.trim -= drop
+            num, den = num[drop:], den[drop:]
+        out = np.where(den > 1e-11, num / np.maximum(den, 1e-11), 0) if len(den) and den.min() <= 1e-11 else num / den
+        self.out_buf = np.concatenate([self.out_buf, out.astype(self.dtype, copy=False)])
 
     def _run(self):
         pos = 0
@@ -254,7 +283,11 @@ class FastStreamer:
             self.in_buf = np.concatenate([self.in_buf, np.zeros(max(0, need - len(self.in_buf)), self.dtype)])
             self._run()
         left = self.latency + self.trim - len(self.out_buf)
-        self._emit(self.num[:left], self.den[:left])
+        den = np.zeros(self.n_fft, self.dtype)  # window energy of the frames already added
+        for k in range(1, self.n_fft // self.hop):
+            if self.frames_done - k >= 0:
+                den[: self.n_fft - k * self.hop] += self.win2[k * self.hop:]
+        self._emit(self.num[:left], den[:left])
         out, self.out_buf = self.out_buf, self.out_buf[:0]
         return out
 
