@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Recipe: train (and test) the DynCP speech enhancer on VoiceBank+DEMAND-style data.
+
+The loss is ``L_SE + lambda_dcp * L_DCP`` (compressed spectral loss on the STFT of
+the time-domain output + gate-ratio loss toward ``phi_target``). Validation logs
+SI-SDR(i), the *realised* active-channel ratio and, where installed, PESQ-WB and
+STOI; the checkpoint kept as best maximises validation SI-SDR among epochs whose
+realised ratio is within ``ratio_tolerance`` of the target (see ``_selection``).
+
+After fitting, the TEST stage (this script's evaluation stage; ``--test_only``
+re-runs it on the best checkpoint) writes into ``<output_folder>/test/``:
+``per_utterance.csv`` (noisy and enhanced SI-SDR, PESQ, STOI, SI-SDRi, realised
+ratio, MACs/frame, MACs saved), ``summary.json`` (means) and ``enhanced/*.wav``.
+
+Usage
+-----
+Embedded synthetic corpus (built once into ``corpus_folder``; no download)::
+
+    python recipes/DynCP/train.py hparams/DynCP/train.yaml --phi_target=0.25
+
+Dense (ungated) baseline with the same script::
+
+    python recipes/DynCP/train.py hparams/DynCP/train_dense.yaml
+
+Real VoiceBank+DEMAND (16 kHz or resampled on read)::
+
+    python recipes/DynCP/train.py hparams/DynCP/train.yaml --data_folder=/data/VoiceBank
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import csv
+import json
+import logging
+import math
+import random
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_dyncp.data.audio import read_audio, write_audio
+from speechbrain_dyncp.losses.dyncp import realised_ratio
+from speechbrain_dyncp.metrics.enhancement import (
+    batch_metric,
+    pesq_available,
+    pesq_wb,
+    si_sdr,
+    stoi,
+    stoi_available,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class DynCPBrain(sb.Brain):
+    """Trains ``modules.enhancer`` (a DynCPEnhancer) with ``hparams.compute_cost`` (DynCPLoss)."""
+
+    def compute_forward(self, batch, stage):
+        """Enhance the noisy batch: EnhancerOutput(wav, mask, gates, frame_mask)."""
+        batch = batch.to(self.device)
+        noisy, lens = batch.noisy_sig
+        return self.modules.enhancer(noisy, lens)
+
+    def compute_objectives(self, out, batch, stage):
+        """DynCP loss; accumulates logging statistics (and test rows)."""
+        clean, lens = batch.clean_sig
+        terms = self.hparams.compute_cost(out.wav, clean, out.gates, lens, out.frame_mask)
+        n = clean.shape[0]
+        self.sums["se"] += float(terms.se.detach()) * n
+        self.sums["ratio"] += float(terms.ratio) * n
+        self.sums["n"] += n
+        if stage != sb.Stage.TRAIN:
+            self._score(out, batch, stage)
+        # Dense baseline: the gates are constant ones, so L_DCP is a constant; drop it.
+        return terms.loss if self.hparams.gated else terms.se
+
+    def _score(self, out, batch, stage):
+        """SI-SDR (+ PESQ/STOI where enabled) of enhanced and noisy audio; test rows."""
+        clean, lens = batch.clean_sig
+        noisy, _ = batch.noisy_sig
+        est = out.wav.detach().float()
+        sdr_est, sdr_noisy = si_sdr(est, clean, lens), si_sdr(noisy, clean, lens)
+        self.scores["si_sdr"] += sdr_est.tolist()
+        self.scores["si_sdri"] += (sdr_est - sdr_noisy).tolist()
+        quality = stage == sb.Stage.TEST or self.hparams.valid_quality_metrics
+        if quality and self.use_pesq:
+            self.scores["pesq"] += batch_metric(pesq_wb, est.cpu(), clean.cpu(), lens).tolist()
+        if quality and self.use_stoi:
+            self.scores["stoi"] += batch_metric(stoi, est.cpu(), clean.cpu(), lens).tolist()
+        if stage == sb.Stage.TEST:
+            self._test_rows(batch, out, est, sdr_est, sdr_noisy)
+
+    def _test_rows(self, batch, out, est, sdr_est, sdr_noisy):
+        """One CSV row per utterance, and the enhanced wavs."""
+        clean, lens = batch.clean_sig
+        noisy, _ = batch.noisy_sig
+        n_samples = torch.round(lens * clean.shape[1]).long().tolist()
+        for i, uid in enumerate(batch.id):
+            k = n_samples[i]
+            row = {
+                "ID": uid,
+                "noise": batch.noise[i],
+                "snr": batch.snr[i],
+                "duration": k / self.hparams.sample_rate,
+                "si_sdr_noisy": float(sdr_noisy[i]),
+                "si_sdr_enhanced": float(sdr_est[i]),
+                "si_sdri": float(sdr_est[i] - sdr_noisy[i]),
+                "ratio": float(realised_ratio(out.gates[i : i + 1], out.frame_mask[i : i + 1])),
+            }
+            if self.use_pesq:
+                row["pesq_noisy"] = pesq_wb(noisy[i, :k].cpu(), clean[i, :k].cpu())
+                row["pesq_enhanced"] = self.scores["pesq"][len(self.rows)]
+            if self.use_stoi:
+                row["stoi_noisy"] = stoi(noisy[i, :k].cpu(), clean[i, :k].cpu())
+                row["stoi_enhanced"] = self.scores["stoi"][len(self.rows)]
+            row.update(self._macs(out, i))
+            self.rows.append(row)
+            if self.hparams.save_enhanced:
+                write_audio(self.enhanced_dir / f"{uid}.wav", est[i, :k], self.hparams.sample_rate, overwrite=True)
+
+    def _macs(self, out, i):
+        """Effective and dense MACs/frame of item ``i`` (gates' own cost included)."""
+        from speechbrain_dyncp.efficiency import macs_per_frame
+
+        macs = macs_per_frame(self.modules.enhancer, out.gates[i : i + 1], out.frame_mask[i : i + 1])
+        return {
+            "macs_per_frame": macs["effective"],
+            "macs_dense": macs["dense"],
+            "macs_saved_pct": macs["saved_pct"],
+        }
+
+    def on_stage_start(self, stage, epoch=None):
+        """Reset the statistics of this stage."""
+        self.sums = {"se": 0.0, "ratio": 0.0, "n": 0}
+        self.scores = {"si_sdr": [], "si_sdri": [], "pesq": [], "stoi": []}
+        self.rows = []
+        self.use_pesq = self.hparams.use_pesq and pesq_available()
+        self.use_stoi = self.hparams.use_stoi and stoi_available()
+        if stage == sb.Stage.TEST:
+            self.enhanced_dir = Path(self.hparams.output_folder) / "test" / "enhanced"
+
+    def _stage_stats(self, stage, loss):
+        n = max(self.sums["n"], 1)
+        stats = {"loss": loss, "se": self.sums["se"] / n, "ratio": self.sums["ratio"] / n}
+        if stage != sb.Stage.TRAIN:
+            for key, values in self.scores.items():
+                finite = [v for v in values if math.isfinite(v)]
+                if finite:
+                    stats[key] = sum(finite) / len(finite)
+        return stats
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Log, step the scheduler, checkpoint (VALID) or write the test report (TEST)."""
+        stats = self._stage_stats(stage, stage_loss)
+        if stage == sb.Stage.TRAIN:
+            self.train_stats = stats
+        elif stage == sb.Stage.VALID:
+            old_lr, new_lr = self.hparams.lr_annealing(stats["se"])
+            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            stats["select"] = self._selection(stats)
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch, "lr": old_lr}, train_stats=self.train_stats, valid_stats=stats
+            )
+            self.checkpointer.save_and_keep_only(
+                meta={"select": stats["select"], "si_sdr": stats["si_sdr"], "ratio": stats["ratio"]},
+                max_keys=["select"],
+                num_to_keep=self.hparams.ckpt_num_to_keep,
+            )
+        else:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+            )
+            self._write_report()
+
+    def _selection(self, stats):
+        """Validation SI-SDR, minus 1 dB per ratio point beyond ``ratio_tolerance`` of the target.
+
+        Without this, the best-SI-SDR checkpoint of a gated run is often an early
+        epoch whose gates have not yet reached the budget.
+        """
+        if not self.hparams.gated:
+            return stats["si_sdr"]
+        excess = abs(stats["ratio"] - self.hparams.phi_target) - self.hparams.ratio_tolerance
+        return stats["si_sdr"] - 100.0 * max(0.0, excess)
+
+    def _write_report(self):
+        """``test/per_utterance.csv`` and ``test/summary.json`` (means over utterances)."""
+        folder = Path(self.hparams.output_folder) / "test"
+        folder.mkdir(parents=True, exist_ok=True)
+        if not self.rows:
+            return
+        with open(folder / "per_utterance.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+        summary = {"n_utterances": len(self.rows), "gated": bool(self.hparams.gated)}
+        summary["phi_target"] = self.hparams.phi_target if self.hparams.gated else 1.0
+        for key, value in self.rows[0].items():
+            if isinstance(value, float):
+                finite = [r[key] for r in self.rows if math.isfinite(r[key])]
+                summary[key] = sum(finite) / len(finite) if finite else math.nan
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+        logger.info("Test summary: %s", json.dumps(summary))
+
+
+def _read_noise_list(csv_path):
+    """Wav paths of a SpeechBrain extended CSV (``ID,duration,wav,wav_format,wav_opts``)."""
+    with open(csv_path, newline="") as f:
+        paths = [row["wav"] for row in csv.DictReader(f)]
+    if not paths:
+        raise ValueError(f"No rows in noise/RIR CSV {csv_path}")
+    return paths
+
+
+def _random_excerpt(path, n_samples, sample_rate):
+    """A random ``n_samples`` excerpt of a file (looped if shorter)."""
+    wav = read_audio(path, sample_rate)
+    if wav.numel() < n_samples:
+        wav = wav.repeat(n_samples // wav.numel() + 1)
+    start = random.randint(0, wav.numel() - n_samples)
+    return wav[start : start + n_samples]
+
+
+def dataio_prep(hparams):
+    """Train/valid/test ``DynamicItemDataset``s giving ``noisy_sig`` and ``clean_sig``.
+
+    Training items are random crops of ``crop_seconds`` (one offset for both
+    signals). Where ``noise_csv`` is given, a ``mix_prob`` share of training items
+    is re-mixed on the fly (``mix_at_snr`` keeps the clean level, so the target
+    stays the clean signal); where ``rir_csv`` is given, a ``reverb_prob`` share
+    of clean sources is first convolved with a random RIR (aligned to its direct
+    path; the reverberant clean is then the target: denoising, not dereverberation).
+    """
+    sr = hparams["sample_rate"]
+    crop = int(hparams["crop_seconds"] * sr)
+    noises = _read_noise_list(hparams["noise_csv"]) if hparams.get("noise_csv") else None
+    rirs = _read_noise_list(hparams["rir_csv"]) if hparams.get("rir_csv") else None
+
+    def read_pair(noisy_wav, clean_wav):
+        noisy, clean = read_audio(noisy_wav, sr), read_audio(clean_wav, sr)
+        if noisy.numel() != clean.numel():
+            raise ValueError(f"Length mismatch: {noisy_wav} ({noisy.numel()}) vs {clean_wav} ({clean.numel()})")
+        return noisy, clean
+
+    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
+    def train_pipeline(noisy_wav, clean_wav):
+        noisy, clean = read_pair(noisy_wav, clean_wav)
+        if crop and clean.numel() > crop:
+            start = random.randint(0, clean.numel() - crop)
+            noisy, clean = noisy[start : start + crop], clean[start : start + crop]
+        if rirs and random.random() < hparams["reverb_prob"]:
+            from speechbrain.processing.signal_processing import reverberate
+
+            rir = read_audio(random.choice(rirs), sr)
+            clean = reverberate(clean[None], rir[None], rescale_amp="avg")[0]
+            noisy = None  # the file's noise no longer matches: re-mix below
+        if noises and (noisy is None or random.random() < hparams["mix_prob"]):
+            from speechbrain_dyncp.data.mixing import mix_at_snr
+
+            noise = _random_excerpt(random.choice(noises), clean.numel(), sr)
+            snr = random.uniform(hparams["snr_low"], hparams["snr_high"])
+            noisy = mix_at_snr(clean, noise, snr)
+        if noisy is None:  # reverberated without a noise list: the clean file's noise is lost
+            noisy = clean.clone()
+        yield noisy
+        yield clean
+
+    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
+    def eval_pipeline(noisy_wav, clean_wav):
+        noisy, clean = read_pair(noisy_wav, clean_wav)
+        yield noisy
+        yield clean
+
+    datasets = {}
+    keys = ["id", "noisy_sig", "clean_sig", "noise", "snr"]
+    for split in ("train", "valid", "test"):
+        ds = sb.dataio.dataset.DynamicItemDataset.from_csv(
+            hparams[f"{split}_annotation"], replacements={"data_root": hparams["data_folder"]}
+        )
+        pipeline = train_pipeline if split == "train" else eval_pipeline
+        ds.add_dynamic_item(pipeline)
+        ds.set_output_keys(keys)
+        if split != "train":
+            ds = ds.filtered_sorted(sort_key="duration")
+        datasets[split] = ds
+    return datasets
+
+
+def prepare_data(hparams):
+    """Build the embedded corpus if asked (``data_folder: embedded``), then the manifests."""
+    from speechbrain_dyncp.data.voicebank import prepare_voicebank
+
+    if str(hparams["data_folder"]) == "embedded":
+        from speechbrain_dyncp.data.synth import build_corpus
+
+        root = Path(hparams["corpus_folder"])
+        run_on_main(
+            build_corpus,
+            kwargs={"root": root, "preset": hparams["corpus_preset"], "seed": hparams["corpus_seed"]},
+        )
+        hparams["data_folder"] = str(root / "voicebank")
+    run_on_main(
+        prepare_voicebank, kwargs={"data_folder": hparams["data_folder"], "save_folder": hparams["save_folder"]}
+    )
+
+
+def main(argv):
+    """Parse, prepare, fit, then run the TEST stage on the best checkpoint."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
+    )
+    prepare_data(hparams)
+    datasets = dataio_prep(hparams)
+
+    brain = DynCPBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+    )
+    brain.evaluate(datasets["test"], max_key="select", test_loader_kwargs=hparams["test_dataloader_opts"])
+    return brain
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
