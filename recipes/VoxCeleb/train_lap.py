@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Train LAP (or the SUPERB weighted sum) over an SSL model for speaker verification.
+
+Usage::
+
+    python recipes/VoxCeleb/train_lap.py hparams/VoxCeleb/train_lap.yaml [--phase=frozen|finetune|lmft]
+        [--pooling=lap|weighted_sum] [--key=value ...]
+
+One run is one phase of the paper's schedule; ``phase`` selects the values
+listed under ``phases:`` in the YAML (command-line keys win), and phases 2
+and 3 start from the best checkpoint of the previous phase (``init_from``).
+The model is ``SSLFrontEnd -> layer pooling -> backend`` with a sub-centre
+AAM head (speakers x speed classes); the per-epoch validation metric is
+speaker-ID error on held-out chunks (the paper selects epochs on the test
+lists; we do not). At the end the best checkpoint is scored on the trial
+list with ``speechbrain_dyncp.verification_pipeline.run_verification``
+(``<output_folder>/verify/metrics_all.json``).
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import logging
+import math
+import random
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+import torchaudio
+import yaml
+from hyperpyyaml import load_hyperpyyaml, resolve_references
+from speechbrain.utils.checkpoints import Checkpointer
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_speaker import dataio_prep  # noqa: E402
+
+from speechbrain_dyncp.brain import DynCPBrain  # noqa: E402
+from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel  # noqa: E402
+from speechbrain_dyncp.verification_pipeline import resolve_voxceleb_data, run_verification  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+class _TagsAsNone(yaml.SafeLoader):
+    """Reads a resolved hparams file without building its objects."""
+
+
+_TagsAsNone.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def phase_overrides(hparams_file, overrides: str) -> str:
+    """Merge ``phases[<phase>]`` of the YAML under the command-line overrides.
+
+    Arguments
+    ---------
+    hparams_file : path
+        The recipe YAML.
+    overrides : str
+        YAML string of command-line overrides (from ``sb.parse_arguments``).
+
+    Returns
+    -------
+    str
+        YAML overrides: the phase's values, then the command line on top.
+    """
+    cli = yaml.safe_load(overrides) or {} if overrides else {}
+    with open(hparams_file) as fin:
+        resolved = yaml.load(resolve_references(fin, overrides), Loader=_TagsAsNone)
+    phase = resolved["phase"]
+    if phase not in resolved["phases"]:
+        raise ValueError(f"Unknown phase {phase!r}; choose from {sorted(resolved['phases'])}")
+    merged = {k: v for k, v in resolved["phases"][phase].items() if k not in cli}
+    merged.update(cli)
+    return yaml.safe_dump(merged)
+
+
+def warmup_cosine_lr(step: int, total: int, lr_max: float, lr_min: float, warmup_frac: float) -> float:
+    """Per-iteration LR: linear warm-up lr_min -> lr_max, then cosine back to lr_min.
+
+    Stateless (computed from the Brain's ``optimizer_step``), so resuming needs no extra state.
+    """
+    warm = int(warmup_frac * total)
+    if step < warm:
+        return lr_min + (lr_max - lr_min) * step / warm
+    progress = min(1.0, (step - warm) / max(1, total - warm))
+    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * progress))
+
+
+def build_model(hparams) -> SSLSpeakerModel:
+    """Front-end from the YAML, pooling and backend picked by ``pooling`` and sized by ``model_size``."""
+    if hparams["pooling"] not in hparams["backends"]:
+        raise ValueError(f"Unknown pooling {hparams['pooling']!r}; choose from {sorted(hparams['backends'])}")
+    pool_cls, backend_cls = hparams["backends"][hparams["pooling"]]
+    lap_kw, ecapa_kw = hparams["lap_sizes"][hparams["model_size"]], hparams["ecapa_sizes"][hparams["model_size"]]
+    if hparams["pooling"] == "lap":
+        return SSLSpeakerModel.build(hparams["frontend"], pool_cls, backend_cls, pooling_kwargs=lap_kw)
+    return SSLSpeakerModel.build(hparams["frontend"], pool_cls, backend_cls, backend_kwargs=ecapa_kw)
+
+
+def model_recoverables(model, classifier, include_frontend):
+    """What a checkpoint holds: the frozen front-end is left out (it is the public model)."""
+    rec = {"pooling": model.pooling, "backend": model.backend, "classifier": classifier}
+    if include_frontend:
+        rec["frontend"] = model.frontend
+    return rec
+
+
+AUGMENT_SOURCES = {"noise_csv": "noise", "music_csv": "music", "babble_csv": "speech"}  # musan sub-folders
+
+
+def augmentation_csvs(hparams, corpus=None):
+    """Fill null noise/music/babble/RIR CSVs from the embedded corpus; drop augmenters left without one.
+
+    The paper draws one of noise, music, babble, TV or reverb; here each additive
+    type is one ``AddNoise`` (babble is one speech track, not 4-7) and reverb
+    is ``AddReverb``. Without a CSV, only ``add_noise`` stays (white noise).
+    """
+    from speechbrain_dyncp.data.noise import prepare_noise_csv, prepare_rir_csv
+
+    save = Path(hparams["save_folder"])
+    if corpus is not None:
+        for key, sub in AUGMENT_SOURCES.items():
+            if hparams[key] is None and (corpus.musan / sub).is_dir():
+                run_on_main(prepare_noise_csv, args=[corpus.musan / sub, save / f"{sub}.csv"])
+                hparams[key] = str(save / f"{sub}.csv")
+        if hparams["rir_csv"] is None and corpus.rirs.is_dir():
+            run_on_main(prepare_rir_csv, args=[corpus.rirs, save / "rir.csv"])
+            hparams["rir_csv"] = str(save / "rir.csv")
+    augmenter = hparams["wav_augment"]
+    objects = {"noise_csv": "add_noise", "music_csv": "add_music", "babble_csv": "add_babble", "rir_csv": "add_reverb"}
+    for key, name in objects.items():
+        hparams[name].csv_file = hparams[key]
+    keep = [a for a in augmenter.augmentations.values()
+            if a.csv_file is not None or a is hparams["add_noise"]]
+    for k in [k for k, a in augmenter.augmentations.items() if all(a is not b for b in keep)]:
+        del augmenter.augmentations[k]
+        augmenter.require_lengths.pop(k, None)
+    logger.info("Augmentations: %s", ", ".join(type(a).__name__ + (f"({Path(a.csv_file).stem})" if a.csv_file else
+                                                                    "(white)") for a in keep))
+
+
+class LAPBrain(DynCPBrain):
+    """SSL + layer pooling + AAM; speed-perturbed batches are extra speaker classes."""
+
+    def compute_forward(self, batch, stage):
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        self.speed_class = 0
+        if stage == sb.Stage.TRAIN:
+            speed = random.choice(self.hparams.speeds)
+            if speed != 1.0:  # one speed per batch: resample so it plays `speed` times faster
+                sr = self.hparams.sample_rate
+                wavs = torchaudio.functional.resample(wavs, sr, int(round(sr / speed)))
+            self.speed_class = self.hparams.speed_classes.index(speed)
+            if hasattr(self.hparams, "wav_augment"):
+                wavs, lens = self.hparams.wav_augment(wavs, lens)
+        emb = self.modules.model(wavs, lens)
+        return self.modules.classifier(emb), lens
+
+    def compute_objectives(self, predictions, batch, stage):
+        pred, lens = predictions
+        spkid, _ = batch.spk_id_encoded
+        spkid = spkid + self.speed_class * self.n_speakers
+        loss = self.hparams.compute_cost(pred, spkid, lens)
+        if stage != sb.Stage.TRAIN:  # speaker error: the best speed block of each speaker counts
+            by_speaker = pred.unflatten(-1, (len(self.hparams.speed_classes), self.n_speakers)).amax(dim=-2)
+            self.error_metrics.append(batch.id, by_speaker, spkid, lens)
+        return loss
+
+    def on_fit_start(self):
+        fresh = self.checkpointer is None or self.checkpointer.find_checkpoint() is None
+        super().on_fit_start()
+        if fresh and self.hparams.init_from:
+            self.init_from_previous_phase(self.hparams.init_from)
+
+    def init_from_previous_phase(self, folder):
+        """Load the best checkpoint (lowest dev error) of the previous phase's save folder."""
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"init_from folder not found: {folder} (run the previous phase first)")
+        rec = model_recoverables(self.modules.model, self.modules.classifier, include_frontend=True)
+        ckpt = Checkpointer(folder, recoverables=rec, allow_partial_load=True).recover_if_possible(min_key="ErrorRate")
+        if ckpt is None:
+            raise FileNotFoundError(f"No checkpoint in {folder}")
+        logger.info("Initialised from %s", ckpt.path)
+
+    def on_fit_batch_start(self, batch, should_step):
+        lr = warmup_cosine_lr(self.optimizer_step, self.total_steps, self.hparams.lr, self.hparams.lr_min,
+                              self.hparams.warmup_frac)
+        for group in self.optimizer.param_groups:  # silent per-iteration update (update_learning_rate logs)
+            group["lr"] = lr
+        self.current_lr = lr
+        if should_step:
+            self.hparams.margin_scheduler.step()
+
+    def on_stage_start(self, stage, epoch=None):
+        if stage != sb.Stage.TRAIN:
+            self.error_metrics = self.hparams.error_stats()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        stats = {"loss": stage_loss, "ErrorRate": self.error_metrics.summarize("average")}
+        if stage == sb.Stage.VALID:
+            meta = {"epoch": epoch, "lr": getattr(self, "current_lr", self.hparams.lr),
+                    "margin": self.hparams.compute_cost.margin}
+            self.hparams.train_logger.log_stats(meta, {"loss": self.train_loss}, stats)
+            self.checkpointer.save_and_keep_only(meta={"ErrorRate": stats["ErrorRate"]}, min_keys=["ErrorRate"])
+
+
+def verify(brain, hparams, out_dir):
+    """Score the trial list with the best checkpoint (cosine, plus the YAML's score norms)."""
+    brain.checkpointer.recover_if_possible(min_key="ErrorRate")
+    model = brain.modules.model.eval()
+    save = Path(hparams["save_folder"])
+    return run_verification(
+        lambda wavs, lens: model(wavs, lens), hparams["verification_file"],
+        [save / "enrol.csv", save / "test.csv"], cohort=save / "train.csv",
+        score_norms=hparams["score_norms"], top_k=hparams["cohort_top_k"], max_cohort=hparams["max_cohort"],
+        device=brain.device, out_dir=out_dir, sample_rate=hparams["sample_rate"])
+
+
+def main(argv):
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    overrides = phase_overrides(hparams_file, overrides)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
+                                   overrides=overrides)
+    hparams["data_folder"], hparams["verification_file"], corpus = resolve_voxceleb_data(
+        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
+        hparams["verification_file"])
+    augmentation_csvs(hparams, corpus)
+
+    from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
+
+    run_on_main(prepare_voxceleb, kwargs={
+        "data_folder": hparams["data_folder"], "save_folder": hparams["save_folder"],
+        "verification_pairs_file": hparams["verification_file"], "splits": ["train", "dev", "test"],
+        "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"], "skip_prep": hparams["skip_prep"]})
+    train, valid, label_encoder = dataio_prep(hparams)
+
+    model = build_model(hparams)
+    n_speakers = len(label_encoder)
+    classifier = hparams["classifier"](out_neurons=n_speakers * len(hparams["speed_classes"]))
+    for key, obj in model_recoverables(model, classifier, not hparams["freeze_ssl"]).items():
+        hparams["checkpointer"].add_recoverable(key, obj)
+    brain = LAPBrain(modules={"model": model, "classifier": classifier}, opt_class=hparams["opt_class"],
+                     hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    brain.n_speakers = n_speakers
+    steps_per_epoch = max(1, len(train) // hparams["batch_size"] // brain.grad_accumulation_factor)
+    brain.total_steps = steps_per_epoch * hparams["number_of_epochs"]
+    hparams["margin_scheduler"].ramp_steps = steps_per_epoch * hparams["margin_ramp_epochs"]
+    logger.info("%s phase, %s pooling: %d speakers (x%d speed classes), %d trainable parameters",
+                hparams["phase"], hparams["pooling"], n_speakers, len(hparams["speed_classes"]),
+                sum(p.numel() for p in model.parameters() if p.requires_grad))
+    loader_opts = hparams["dataloader_options"]
+    brain.fit(brain.hparams.epoch_counter, train, valid, train_loader_kwargs=loader_opts,
+              valid_loader_kwargs=dict(loader_opts, shuffle=False, drop_last=False))
+    if hparams["verify"] and if_main_process():
+        verify(brain, hparams, Path(hparams["output_folder"]) / "verify")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
