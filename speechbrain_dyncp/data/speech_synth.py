@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
-import torch
 from scipy import fft as sp_fft
 from scipy.ndimage import uniform_filter1d
 
@@ -207,6 +206,27 @@ def _resonances(freqs, formants, bandwidths) -> np.ndarray:
     return mag
 
 
+def _stft_filter(x: np.ndarray, gains: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """Time-varying filtering: Hann STFT (centred frames), ``gains [frames, bins]``, overlap-add.
+
+    numpy rather than torch.stft: tiny per-utterance calls run many times
+    slower in torch when several intra-op threads compete for busy cores.
+    """
+    n, half = len(x), n_fft // 2
+    win = np.hanning(n_fft + 1)[:-1]  # periodic Hann: sums to a constant at hop = n_fft / 4
+    padded = np.pad(x, (half, half + n_fft))
+    idx = np.arange(len(gains))[:, None] * hop + np.arange(n_fft)[None, :]
+    frames = np.fft.irfft(np.fft.rfft(padded[idx] * win, axis=1) * gains, n_fft, axis=1) * win
+    out = np.zeros(len(padded))
+    norm = np.zeros(len(padded))
+    for k in range(n_fft // hop):  # overlap-add, one strided pass per frame phase
+        sl = frames[k :: n_fft // hop].reshape(-1)
+        start = k * hop
+        out[start : start + len(sl)] += sl
+        norm[start : start + len(sl)] += np.tile(win**2, len(frames[k :: n_fft // hop]))
+    return (out / np.maximum(norm, 1e-8))[half : half + n]
+
+
 def _band_noise(n, lo, hi, rng, sr) -> np.ndarray:
     m = sp_fft.next_fast_len(n, real=True)  # odd lengths make pocketfft slow
     spec = sp_fft.rfft(rng.standard_normal(m))
@@ -304,10 +324,7 @@ def synthesize(
     formants = np.stack([np.interp(frame_t, anchors_t, anchors_f[:, k]) for k in range(4)], -1)
     bw = BANDWIDTHS * (1.0 + 0.8 * spk.breathiness)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    window = torch.hann_window(n_fft, dtype=torch.float64)
-    spec = torch.stft(torch.from_numpy(src), n_fft, hop, window=window, return_complex=True)
-    env = torch.from_numpy(_resonances(freqs, formants, bw).T[:, : spec.shape[1]])
-    voiced_wav = torch.istft(spec * env, n_fft, hop, window=window, length=n).numpy()
+    voiced_wav = _stft_filter(src, _resonances(freqs, formants, bw), n_fft, hop)
     v_rms = np.sqrt(np.mean(voiced_wav[gate] ** 2)) if gate.any() else 1.0
     wav = voiced_wav / (v_rms + 1e-12)
 

@@ -133,11 +133,18 @@ def prepare_voicebank(
 
     Example
     -------
-    >>> from speechbrain_dyncp.data.synth import build_corpus
-    >>> c = build_corpus(getfixture("tmp_path") / "c", preset="tiny")
-    >>> out = prepare_voicebank(c.voicebank, getfixture("tmp_path") / "vb")
-    >>> [len(out[s].read_text().splitlines()) - 1 for s in ("train", "valid", "test")]
-    [30, 10, 16]
+    >>> import numpy as np, soundfile as sf
+    >>> root = getfixture("tmp_path") / "vb"
+    >>> for split, utt in [("trainset", "p1_001"), ("trainset", "p2_001"), ("testset", "p9_001")]:
+    ...     for kind in ("clean", "noisy"):
+    ...         (root / f"{kind}_{split}_wav").mkdir(parents=True, exist_ok=True)
+    ...         sf.write(root / f"{kind}_{split}_wav" / f"{utt}.wav", np.zeros(24000), 48000)
+    >>> (root / "log_trainset.txt").write_text("p1_001 white 5\\np2_001 hum 0\\n") and None
+    >>> out = prepare_voicebank(root, getfixture("tmp_path") / "csv")
+    >>> print(out["valid"].read_text())
+    ID,duration,noisy_wav,clean_wav,spk_id,noise,snr,labels
+    p2_001,0.50000,.../noisy_trainset_wav/p2_001.wav,.../clean_trainset_wav/p2_001.wav,p2,hum,0,
+    <BLANKLINE>
     """
     save_folder = Path(save_folder)
     outputs = {s: save_folder / f"{s}.csv" for s in ("train", "valid", "test")}

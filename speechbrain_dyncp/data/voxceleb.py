@@ -191,11 +191,19 @@ def prepare_voxceleb(
 
     Example
     -------
-    >>> from speechbrain_dyncp.data.synth import build_corpus
-    >>> c = build_corpus(getfixture("tmp_path") / "c", preset="tiny")
-    >>> out = prepare_voxceleb(c.voxceleb, getfixture("tmp_path") / "csv")
-    >>> sorted(out)
-    ['dev', 'enrol', 'test', 'train']
+    >>> import numpy as np, soundfile as sf
+    >>> root = getfixture("tmp_path") / "vox"
+    >>> for rel, sec in [("id1/v1/00001", 7.0), ("id1/v1/00002", 2.0), ("id2/v1/00001", 3.0), ("id3/v2/00001", 3.0)]:
+    ...     (root / "wav" / rel).parent.mkdir(parents=True, exist_ok=True)
+    ...     sf.write(root / "wav" / f"{rel}.wav", 0.1 * np.random.randn(int(sec * 16000)), 16000)
+    >>> (root / "trials.txt").write_text("0 id2/v1/00001.wav id3/v2/00001.wav\\n") and None
+    >>> out = prepare_voxceleb(root, getfixture("tmp_path") / "csv", root / "trials.txt", splits=["train", "test"])
+    >>> print(out["train"].read_text())
+    ID,duration,wav,start,stop,spk_id
+    id1--v1--00001_0.0_3.0,7.00000,.../id1/v1/00001.wav,0,48000,id1
+    id1--v1--00001_3.0_6.0,7.00000,.../id1/v1/00001.wav,48000,96000,id1
+    id1--v1--00002_0.0_2.0,2.00000,.../id1/v1/00002.wav,0,32000,id1
+    <BLANKLINE>
     """
     if on_rate_mismatch not in ("resample", "error", "skip"):
         raise ValueError(f"on_rate_mismatch must be 'resample', 'error' or 'skip', got {on_rate_mismatch!r}")
