@@ -77,8 +77,8 @@ class GradWBrain(sb.core.Brain):
     def on_fit_batch_start(self, batch, should_step):
         """Linear warm-up from 0 to ``lr`` over ``warmup_epochs``, then constant (Grad-W schedule)."""
         warm = max(1, int(self.hparams.warmup_epochs * self.hparams.steps_per_epoch))
-        lr = self.hparams.lr * min(1.0, (self.optimizer_step + 1) / warm)
-        sb.nnet.schedulers.update_learning_rate(self.optimizer, lr)
+        for group in self.optimizer.param_groups:  # set directly: update_learning_rate logs every step
+            group["lr"] = self.hparams.lr * min(1.0, (self.optimizer_step + 1) / warm)
 
     def on_stage_start(self, stage, epoch=None):
         if stage != sb.Stage.TRAIN:

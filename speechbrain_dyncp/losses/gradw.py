@@ -326,7 +326,7 @@ def load_speaker_scorer(model_dir, device: str = "cpu"):
 
     The folder holds ``hyperparams.yaml`` (``compute_features``,
     ``mean_var_norm``, ``embedding_model``, ``classifier``, ``label_encoder``)
-    and ``embedding_model.ckpt``, ``classifier.ckpt``, ``label_encoder.txt``.
+    and ``embedding_model.ckpt``, ``classifier.ckpt``, ``label_encoder.ckpt`` (or ``.txt``).
     Weights are loaded strictly (a mismatch raises, unlike the Pretrainer, P4).
 
     Arguments
@@ -348,8 +348,11 @@ def load_speaker_scorer(model_dir, device: str = "cpu"):
     from hyperpyyaml import load_hyperpyyaml
 
     model_dir = Path(model_dir)
-    need = ["hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt", "label_encoder.txt"]
+    need = ["hyperparams.yaml", "embedding_model.ckpt", "classifier.ckpt"]
     missing = [n for n in need if not (model_dir / n).is_file()]
+    encoders = [model_dir / n for n in ("label_encoder.ckpt", "label_encoder.txt") if (model_dir / n).is_file()]
+    if not encoders:
+        missing.append("label_encoder.ckpt (or .txt)")
     if missing:
         raise FileNotFoundError(
             f"Speaker model folder {model_dir} lacks {missing}; train E with "
@@ -360,6 +363,6 @@ def load_speaker_scorer(model_dir, device: str = "cpu"):
     for key in ("embedding_model", "classifier"):
         hp[key].load_state_dict(torch.load(model_dir / f"{key}.ckpt", map_location="cpu"), strict=True)
     label_encoder = hp["label_encoder"]
-    label_encoder.load(model_dir / "label_encoder.txt")
+    label_encoder.load(encoders[0])
     scorer = SpeakerScorer(hp["embedding_model"], hp["classifier"], hp.get("mean_var_norm"))
     return scorer.to(device).eval(), hp["compute_features"].to(device), label_encoder
