@@ -135,7 +135,8 @@ def plant_gate_ratio(model, wav: Tensor, ratio: float, lengths: Optional[Tensor]
 
     For benchmarks and tests before a trained model exists: gates stay
     input-dependent (the scores still vary per frame), but the density is
-    planted rather than learned. Gates are calibrated block by block, since a
+    planted rather than learned. Per channel, the threshold goes half-way
+    between the two calibration scores around the ``1 - ratio`` quantile. Gates are calibrated block by block, since a
     gate's input depends on the earlier blocks' gates. Works in place.
 
     Arguments
@@ -160,6 +161,10 @@ def plant_gate_ratio(model, wav: Tensor, ratio: float, lengths: Optional[Tensor]
             valid = model(wav, lengths).frame_mask
         finally:
             hook.remove()
-        s = seen[0].transpose(1, 2)[valid]  # frames, H
-        q = torch.quantile(s.double(), 1.0 - ratio, dim=0).to(s.dtype) if ratio < 1 else s.min(0).values - 1
-        gate.convs[-1].bias.sub_(q - gate.threshold)
+        s = seen[0].transpose(1, 2)[valid].sort(0).values  # frames, H (ascending per channel)
+        n_off = s.shape[0] - round(ratio * s.shape[0])
+        lo = s[n_off - 1] if n_off > 0 else s[0] - 1.0
+        hi = s[n_off] if n_off < s.shape[0] else s[-1] + 1.0
+        # threshold half-way between neighbouring scores (not on one, which a rounding
+        # difference between implementations would flip)
+        gate.convs[-1].bias.sub_((lo + hi) / 2 - gate.threshold)
