@@ -92,3 +92,23 @@ def test_bad_input_messages():
         small_unet()(torch.randn(2, 10, 21))
     with pytest.raises(ValueError, match=r"\[batch, time\]"):
         EnhancedFeatures(Fbank(n_mels=20))(torch.randn(4000))
+
+
+def test_dyncp_enhancer_as_g_gets_gradw_gradients():
+    """The DynCP enhancer (waveform in/out) plugs in as G: the Grad-W loss reaches its parameters."""
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
+
+    from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+    from speechbrain_dyncp.losses.gradw import GradWLoss, SpeakerScorer
+
+    torch.manual_seed(0)
+    g = DynCPEnhancer(channels=8, hidden=8, n_stacks=1, n_blocks=2, gate_hidden=4, causal=False, gated=False)
+    fbank = Fbank(n_mels=20)
+    emb = ECAPA_TDNN(20, channels=[8, 8, 8, 8, 24], attention_channels=4, se_channels=4, lin_neurons=6)
+    loss_fn = GradWLoss(SpeakerScorer(emb, Classifier(6, out_neurons=3)))
+    clean = torch.randn(2, 4000)
+    noisy = clean + torch.randn(2, 4000)
+    lens = torch.tensor([1.0, 0.75])
+    loss = loss_fn(fbank(clean), EnhancedFeatures(fbank, g, domain="wave")(noisy, lens), torch.tensor([0, 2]), lens)
+    loss.backward()
+    assert sum(float(p.grad.abs().sum()) for p in g.parameters() if p.grad is not None) > 0
