@@ -138,7 +138,7 @@ def _build_voxceleb(root: Path, cfg: dict, seed: int) -> dict:
     meta.mkdir(parents=True, exist_ok=True)
     n_spk = cfg["spk"] + cfg["trial_spk"]
     rows, trial_utts = ["spk_id,trial,vtl,f0_mean,f0_range,breathiness,open_quotient,rate"], {}
-    n_files = 0
+    n_files, n_samples = 0, 0
     for s in range(n_spk):
         spk = speech_synth.random_speaker(f"id1{s + 1:04d}", _rng(seed, 1, s))
         trial = s >= cfg["spk"]
@@ -157,13 +157,13 @@ def _build_voxceleb(root: Path, cfg: dict, seed: int) -> dict:
                 wav = _channel(wav, np.random.default_rng([ch_seed, u]))
                 rel = f"{spk.name}/{sess}/{u + 1:05d}.wav"
                 _write(wav_dir / rel, _fit_peak(wav)[0])
-                n_files += 1
+                n_files, n_samples = n_files + 1, n_samples + len(wav)
                 if trial:
                     trial_utts.setdefault(spk.name, []).append((sess, rel))
     (meta / "speakers.csv").write_text("\n".join(rows) + "\n")
     trials = _make_trials(trial_utts, _rng(seed, 4))
     (meta / "veri_test2.txt").write_text("".join(f"{lab} {a} {b}\n" for lab, a, b in trials))
-    return {"voxceleb_files": n_files, "trials": len(trials)}
+    return {"voxceleb_files": n_files, "voxceleb_minutes": round(n_samples / SR / 60, 2), "trials": len(trials)}
 
 
 def _make_trials(trial_utts: dict, rng: np.random.Generator):
@@ -193,7 +193,7 @@ def _talker_tracks(cfg: dict, seed: int):
 def _build_voicebank(root: Path, cfg: dict, seed: int, talkers) -> dict:
     classes = noise_synth.NOISE_CLASSES
     talker_wavs = [w for _, w in talkers]
-    n = 0
+    n, n_samples = 0, 0
     for split, n_spk, n_utt, snrs, off in (
         ("trainset", cfg["vb_spk"], cfg["vb_utts"], (0.0, 5.0, 10.0, 15.0), 0),
         ("testset", cfg["vb_test_spk"], cfg["vb_test_utts"], (2.5, 7.5, 12.5, 17.5), 100),
@@ -219,9 +219,9 @@ def _build_voicebank(root: Path, cfg: dict, seed: int, talkers) -> dict:
                     np.savez(lab, vad=fv, f0=ff, hop_length=speech_synth.HOP_LENGTH, sample_rate=SR,
                              noise=kind, snr=snr)
                 log.append(f"{utt} {kind} {snr:g}")
-                n += 1
+                n, n_samples = n + 1, n_samples + len(clean)
         (root / f"log_{split}.txt").write_text("\n".join(log) + "\n")
-    return {"voicebank_pairs": n}
+    return {"voicebank_pairs": n, "voicebank_minutes": round(n_samples / SR / 60, 2)}
 
 
 def _build_musan_rirs(musan: Path, rirs: Path, cfg: dict, seed: int, talkers) -> dict:

@@ -267,3 +267,15 @@ def test_real_rirs_become_16k_mono_copies(shared_data, tmp_path):
         orig = sf.info(str(shared_data / "rirs" / f"{r['ID']}.wav"))
         assert abs(info.duration - orig.duration) < 1e-3
     assert before == {p: hashlib.sha1(p.read_bytes()).hexdigest() for p in src}
+
+
+def test_voxceleb_several_data_folders(vox_tree, tmp_path):
+    """A comma-separated data_folder (Vox1 + Vox2) lists both trees; trials resolve in either."""
+    other = tmp_path / "vox2" / "wav" / "b1" / "s9"
+    other.mkdir(parents=True)
+    sf.write(other / "00001.wav", _tone(3.0), 16000)
+    out = prepare_voxceleb(f"{vox_tree},{tmp_path / 'vox2'}", tmp_path / "csv", split_ratio=(100, 0))
+    ids = [r["ID"] for r in _rows(out["train"])]
+    assert "b1--s9--00001_0.0_3.0" in ids and "a1--s1--00001_0.0_3.0" in ids
+    with pytest.raises(FileNotFoundError, match="missing"):
+        prepare_voxceleb(f"{vox_tree},{tmp_path / 'missing'}", tmp_path / "csv2")
