@@ -56,3 +56,33 @@ def test_recipe_builds_embedded_corpus_and_resumes(repo_root, tmp_path):
     assert epochs == ["1", "2", "3"]  # epochs 1-2 were not trained again
     assert len(list((out / "save").glob("CKPT+*"))) == 1
     assert (tmp_path / "corpus" / "voicebank" / "log_testset.txt").exists()
+
+
+def test_on_the_fly_mixing_keeps_clean_target(repo_root, tiny_corpus, tmp_path):
+    """With noise and RIR CSVs, training items are reverberated then re-mixed at an SNR in range."""
+    import torch
+
+    from speechbrain_dyncp.data.noise import prepare_noise_csv
+    from speechbrain_dyncp.data.voicebank import prepare_voicebank
+
+    sys.path.insert(0, str(repo_root / "recipes" / "DynCP"))
+    try:
+        from train import dataio_prep
+    finally:
+        sys.path.pop(0)
+    prepare_voicebank(tiny_corpus.voicebank, tmp_path)
+    noise_csv = prepare_noise_csv(tiny_corpus.musan / "noise", tmp_path / "noise.csv")
+    hparams = {"sample_rate": 16000, "crop_seconds": 0.5, "noise_csv": str(noise_csv),
+               "rir_csv": str(tiny_corpus.rirs / "rirs.csv"), "mix_prob": 1.0, "reverb_prob": 1.0, "snr_low": 3.0, "snr_high": 6.0,
+               "data_folder": str(tiny_corpus.voicebank)}
+    for split in ("train", "valid", "test"):
+        hparams[f"{split}_annotation"] = str(tmp_path / f"{split}.csv")
+    data = dataio_prep(hparams)
+    item = data["train"][0]
+    noisy, clean = item["noisy_sig"], item["clean_sig"]
+    assert noisy.shape == clean.shape == (8000,)
+    snr = 10 * torch.log10(clean.pow(2).sum() / (noisy - clean).pow(2).sum())
+    assert 3.0 - 1e-3 <= snr.item() <= 6.0 + 1e-3
+    test_item = data["test"][0]  # evaluation items: whole files, as written
+    assert test_item["noisy_sig"].shape == test_item["clean_sig"].shape
+    assert test_item["noisy_sig"].numel() > 8000

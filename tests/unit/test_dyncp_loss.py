@@ -108,9 +108,9 @@ def test_ratio_loss_moves_realised_ratio_to_target(kind, init_bias, target):
     x = torch.randn(4, 50, 6)
     mask = torch.ones(4, 50, dtype=torch.bool)
     mask[0, 30:] = False
-    opt = torch.optim.Adam(gate.parameters(), lr=0.05)
+    opt = torch.optim.Adam(gate.parameters(), lr=0.1)
     start = realised_ratio(gate(x), mask).item()
-    for _ in range(300):
+    for _ in range(120):
         opt.zero_grad()
         gate_ratio_loss(gate(x), mask, target=target, kind=kind).backward()
         opt.step()
