@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import speechbrain as sb
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dyncp.data.audio import read_audio
@@ -72,14 +73,24 @@ def prepare_rows(hp) -> list:
     if len(rows) > hp["max_utterances"]:
         rows = [rows[i] for i in sorted(rng.choice(len(rows), hp["max_utterances"], replace=False))]
     spk = [r["spk_id"] for r in rows]
-    is_test = speaker_split(spk, hp["test_fraction"], hp["seed"]) | np.isin(spk, list(hp["test_speakers"]))
+    if hp["split_by"] == "utterance":  # diagnostic only: test speakers are also seen in training
+        is_test = rng.random(len(rows)) < hp["test_fraction"]
+    else:
+        is_test = speaker_split(spk, hp["test_fraction"], hp["seed"]) | np.isin(spk, list(hp["test_speakers"]))
     for r, t in zip(rows, is_test):
         r["split"] = "test" if t else "train"
     return rows
 
 
+def _meta(ckpt_dir: Path) -> dict:
+    """The CKPT.yaml meta of a SpeechBrain checkpoint folder (empty if absent)."""
+    meta = ckpt_dir / "CKPT.yaml"
+    return yaml.safe_load(meta.read_text()) or {} if meta.exists() else {}
+
+
 def load_enhancer(hp):
-    """The enhancer with weights from ``enhancer_ckpt`` (file, CKPT folder or save folder)."""
+    """The enhancer with weights from ``enhancer_ckpt``: a file, a CKPT folder, or a save folder
+    (the CKPT+ with the largest ``ckpt_select_key`` meta, as the training recipe selects; else the newest)."""
     enhancer, ckpt = hp["enhancer"], hp["enhancer_ckpt"]
     if not ckpt:
         logger.warning("enhancer_ckpt is null: probing a RANDOMLY INITIALISED enhancer (development only)")
@@ -89,7 +100,7 @@ def load_enhancer(hp):
         found = [path / "enhancer.ckpt"] if (path / "enhancer.ckpt").exists() else sorted(path.glob("CKPT+*/enhancer.ckpt"))
         if not found:
             raise FileNotFoundError(f"No enhancer.ckpt in {path} or its CKPT+* folders")
-        path = found[-1]  # CKPT+<date> names sort by time
+        path = max(found, key=lambda p: (_meta(p.parent).get(hp["ckpt_select_key"], float("-inf")), p.parent.name))
     enhancer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     logger.info("Loaded enhancer weights from %s", path)
     return enhancer.eval(), str(path)
@@ -243,6 +254,7 @@ def main(argv):
 
     report = {
         "enhancer_ckpt": ckpt, "data_folder": str(hp["data_folder"]), "label_source": hp["label_source"],
+        "split_by": hp["split_by"] if str(hp["data_folder"]) != "real" else "speaker",
         "n_train_utts": len(train), "n_test_utts": len(test),
         "train_speakers": sorted({u["spk"] for u in train}), "test_speakers": sorted({u["spk"] for u in test}),
         "gate_density_test": active / (L * H), "enhancer_macs_per_frame": enh_macs, "probe_cost_per_frame": cost,
@@ -265,7 +277,8 @@ def markdown(r: dict) -> str:
     s = r["test_scores_mask_probes"]
     lines = [
         "# Mask-probe report", "",
-        f"enhancer: `{r['enhancer_ckpt']}`; data: `{r['data_folder']}`; labels: {r['label_source']}",
+        f"enhancer: `{r['enhancer_ckpt']}`; data: `{r['data_folder']}`; labels: {r['label_source']}; "
+        f"split by {r['split_by']}",
         f"train {r['n_train_utts']} utts / {len(r['train_speakers'])} speakers; "
         f"test {r['n_test_utts']} utts / {len(r['test_speakers'])} held-apart speakers; "
         f"gate density {r['gate_density_test']:.3f}", "",
