@@ -13,6 +13,12 @@ with the window energy of valid frames only. Hence every valid output sample
 is exactly what the unpadded item gives, in causal and non-causal mode
 (tested with lengths like 7/13). Mask and output are zero on padding.
 
+Streaming (causal models): :meth:`DynCPEnhancer.forward_streaming` takes any
+chunk size and returns the offline output delayed by ``n_fft - 1`` samples,
+computing only the active channels (:mod:`speechbrain_dyncp.streaming`);
+:class:`speechbrain_dyncp.fastpath.FastStreamer` is the same with a C kernel,
+where the skipped channels show up as wall-clock savings.
+
 Authors
  * speechbrain-dyncp contributors
 """
