@@ -213,6 +213,8 @@ class DynCPEnhancer(nn.Module):
                 f"DynCPEnhancer expects waveforms [batch, time], got {tuple(wav.shape)}; "
                 "for one file use wav.unsqueeze(0)."
             )
+        if not bool(torch.isfinite(wav).all()):
+            raise ValueError("DynCPEnhancer got NaN or infinite samples; clean the input first.")
         b, t = wav.shape
         n_valid = frame_lengths(lengths, t, b).to(wav.device)  # samples, rounded
         sample_mask = torch.arange(t, device=wav.device)[None] < n_valid[:, None]
@@ -224,6 +226,9 @@ class DynCPEnhancer(nn.Module):
         mask, gates = self.masker(self.features(spec), frame_mask)
         mask = mask * frame_mask.unsqueeze(-1).to(mask.dtype)
         est = masked_istft(spec * mask.transpose(1, 2), frame_mask, self.window, self.hop_length, t)
+        if not bool(torch.isfinite(est).all()):
+            raise ValueError(f"DynCPEnhancer overflowed float32 (input peak |x| = "
+                             f"{float(wav.abs().max()):.3g}); normalise the waveform.")
         return EnhancerOutput(est * sample_mask.to(est.dtype), mask, gates, frame_mask)
 
     def make_streaming_context(self, batch_size: int = 1, group_frames: int = 1, skip_pruned: bool = True,
@@ -266,8 +271,8 @@ class DynCPEnhancer(nn.Module):
 
         Example
         -------
-        >>> model = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval()
-        >>> x = torch.randn(1, 3000)
+        >>> model = dyncp_small(channels=8, hidden=16, gate_hidden=4, n_stacks=1).eval()
+        >>> x = torch.randn(1, 1500)
         >>> ctx = model.make_streaming_context()
         >>> y = torch.cat([model.forward_streaming(c, ctx) for c in x.split(700, 1)]
         ...               + [model.finish_streaming(ctx)], 1)
