@@ -124,6 +124,43 @@ def macs_per_frame(model, gates: Tensor, frame_mask: Optional[Tensor] = None) ->
     )
 
 
+def lookahead_frames(model) -> int:
+    """Future STFT frames one output frame depends on (0 when causal).
+
+    Non-causal: per block, the centred depthwise conv reads ``(P - 1) * d / 2``
+    frames ahead and the centred gate pooling ``K - 1 - K // 2`` more; with
+    ``gate_input="block"`` they add up over blocks, with ``"features"`` the
+    gates look at the TCN input, so only the largest gate window adds.
+
+    Example
+    -------
+    >>> from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+    >>> lookahead_frames(DynCPEnhancer(causal=False, gated=False))  # 3 * (1 + 2 + 4)
+    21
+    """
+    tcn = model.tcn
+    if tcn.causal:
+        return 0
+    dw = sum(blk.history // 2 for blk in tcn.blocks)
+    gates = [g.window - 1 - g.window // 2 for g in tcn.gates] if tcn.gated else [0]
+    return dw + (sum(gates) if tcn.gate_input == "block" else max(gates))
+
+
+def algorithmic_latency_samples(model) -> int:
+    """Input-to-output delay of a streaming implementation, in samples.
+
+    ``n_fft - 1`` for the causal model (see :mod:`speechbrain_dyncp.streaming`),
+    plus ``hop * lookahead_frames`` for a non-causal one.
+
+    Example
+    -------
+    >>> from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+    >>> algorithmic_latency_samples(DynCPEnhancer())  # 31.9 ms at 16 kHz
+    511
+    """
+    return model.n_fft - 1 + model.hop_length * lookahead_frames(model)
+
+
 def frames_per_second(model) -> float:
     """STFT frames per second of audio (62.5 at 16 kHz, hop 256)."""
     return model.sample_rate / model.hop_length

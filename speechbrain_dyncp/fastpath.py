@@ -26,7 +26,7 @@ from typing import Optional
 
 import numpy as np
 
-from speechbrain_dyncp.streaming import _plan
+from speechbrain_dyncp.streaming import block_plans
 
 _SRC = Path(__file__).with_name("dyncp_frame.c")
 _LIBS = {}
@@ -124,7 +124,7 @@ class FastStreamer:
         self.Wf, self.bf = arr(model.front.weight), arr(model.front.bias)
         self.Wb, self.bb = arr(model.back.weight), arr(model.back.bias)
         self.blocks = []
-        for p in _plan(model):
+        for p in block_plans(model):
             b = {k: arr(getattr(p, k)) for k in ("w1", "b1", "s1", "t1", "s2", "t2", "w2t")}
             b.update(dw=arr(p.dw[:, 0]), a1=float(p.a1), a2=float(p.a2), dil=p.dilation, K=p.window,
                      thr=p.threshold, gated=bool(p.gate_w))

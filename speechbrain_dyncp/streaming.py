@@ -107,7 +107,8 @@ def _affine(bn):
     return scale.detach().clone(), (bn.bias - bn.running_mean * scale).detach().clone()
 
 
-def _plan(model) -> List[BlockPlan]:
+def block_plans(model) -> List[BlockPlan]:
+    """Eval-mode constants of every block of ``model`` (norms folded to per-channel affines)."""
     tcn, plans = model.tcn, []
     for i, blk in enumerate(tcn.blocks):
         s1, t1 = _affine(blk.norm1)
@@ -148,7 +149,7 @@ def make_context(model, batch_size: int = 1, group_frames: int = 1, skip_pruned:
     return StreamingContext(
         blocks=blocks, in_buf=torch.zeros(batch_size, n_fft // 2, **kw),
         ola_num=torch.zeros(batch_size, n_fft - hop, **kw), ola_den=torch.zeros(batch_size, n_fft - hop, **kw),
-        out_buf=torch.zeros(batch_size, n_fft - 1, **kw), plans=_plan(model), latency=n_fft - 1,
+        out_buf=torch.zeros(batch_size, n_fft - 1, **kw), plans=block_plans(model), latency=n_fft - 1,
         group_frames=group_frames, skip_pruned=skip_pruned, trim=n_fft // 2, keep_gates=keep_gates,
     )
 
@@ -285,3 +286,6 @@ def finish_streaming(model, ctx: StreamingContext) -> Tensor:
     ctx.finished = True
     out, ctx.out_buf = ctx.out_buf, ctx.out_buf[:, :0]
     return out
+
+
+_plan = block_plans  # older name, kept for callers that import it

@@ -219,13 +219,6 @@ class GatedTCN(nn.Module):
         """L, the number of gated blocks."""
         return len(self.blocks)
 
-    def receptive_field(self) -> int:
-        """Frames of context one output frame depends on (blocks and gate pooling)."""
-        rf = 1 + sum(b.history for b in self.blocks)
-        if self.gated:
-            rf += sum(g.window - 1 for g in self.gates)
-        return rf
-
     def forward(self, x: Tensor, frame_mask: Optional[Tensor] = None) -> TCNOutput:
         """Run the blocks on ``x`` ``[B, N, C]``; ``frame_mask`` ``[B, N]`` bool (True = valid).
 

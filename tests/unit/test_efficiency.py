@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from speechbrain_dyncp.efficiency import dense_macs, macs_per_frame, parameter_count, plant_gate_ratio
+from speechbrain_dyncp.efficiency import (
+    dense_macs,
+    lookahead_frames,
+    macs_per_frame,
+    parameter_count,
+    plant_gate_ratio,
+)
 from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
 
 from dyncp_fixtures import one_thread  # noqa: F401 (autouse fixture)
@@ -59,3 +65,29 @@ def test_planted_ratio_is_realised_and_mismatched_gates_rejected():
     assert macs_per_frame(model, out.gates, out.frame_mask)["realised_ratio"] == pytest.approx(0.25, abs=0.02)
     with pytest.raises(ValueError, match="L=2"):
         macs_per_frame(model, torch.ones(1, 3, 5, 40))
+
+
+@pytest.mark.parametrize("gated,gate_input", [(False, "block"), (True, "block"), (True, "features")])
+def test_lookahead_bounds_the_future_context(gated, gate_input):
+    """Non-causal: output frame t never depends on input frames past t + lookahead.
+
+    Dense: the bound is tight (frame t + lookahead matters). Gated: the gate
+    path only acts through gate flips, so only the bound is asserted.
+    """
+    torch.manual_seed(0)
+    model = DynCPEnhancer(**dict(TINY, gate_window=3, n_blocks=2), causal=False, gated=gated,
+                          gate_input=gate_input, gate_init_bias=0.0).eval().double()
+    la = lookahead_frames(model)
+    assert la == (1 + 2) + (0 if not gated else 2 if gate_input == "block" else 1)
+    assert lookahead_frames(DynCPEnhancer(**TINY)) == 0
+    x = torch.randn(1, 30, 4, dtype=torch.double)
+    ref = model.tcn(x).out[:, 10]
+
+    def moved(j):
+        y = x.clone()
+        y[:, j] += 100.0
+        return not torch.equal(model.tcn(y).out[:, 10], ref)
+
+    assert not any(moved(j) for j in range(11 + la, 30))
+    assert moved(10 + la) or gated
+    assert moved(10 + 3)  # the depthwise chain alone reaches 1 + 2 frames ahead
