@@ -46,7 +46,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["speechbrain_dyncp", "speechbrain_dyncp.*"]),
-    package_data={"speechbrain_dyncp": ["pretrained/**/*", "pretrained/*/*"]},
+    package_data={"speechbrain_dyncp": ["pretrained/*/*", "*.c"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

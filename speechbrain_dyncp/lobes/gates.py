@@ -75,6 +75,10 @@ def heaviside(scores: Tensor, beta: float = 5.0, mode: str = "surrogate") -> Ten
     """
     if mode not in BACKWARDS:
         raise ValueError(f"Unknown gate backward {mode!r}; choose from {BACKWARDS}.")
+    if not (torch.is_grad_enabled() and scores.requires_grad):
+        # No backward needed (inference, ONNX tracing): a plain comparison that
+        # exporters understand, instead of the custom autograd Function.
+        return (scores > 0).to(scores.dtype)
     return HeavisideFunction.apply(scores, float(beta), mode)
 
 
