@@ -65,7 +65,7 @@ class StreamingStep(nn.Module):
         if not model.causal:
             raise ValueError("ONNX streaming export needs a causal model")
         self.model = model.eval()
-        self.plans = streaming._plan(model)
+        self.plans = streaming.block_plans(model)
         self.gated = model.tcn.gated
 
     def initial_state(self, batch_size: int = 1) -> List[torch.Tensor]:
