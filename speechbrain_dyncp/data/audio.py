@@ -10,6 +10,7 @@ Authors
 """
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -97,8 +98,35 @@ def read_audio(
                 "(pass on_rate_mismatch='resample' to convert)"
             )
         logger.warning("Resampling %s from %d Hz to %d Hz", path, file_rate, sample_rate)
+        check_resample_ratio(file_rate, sample_rate, path)
         wav = torchaudio.functional.resample(wav, file_rate, sample_rate)
     return wav.float()
+
+
+MAX_RESAMPLE_FILTER = 10_000_000  # taps; 44.1k -> 16k needs 70k, an odd rate like 44101 Hz 705M
+
+
+def check_resample_ratio(file_rate: int, sample_rate: int, path) -> None:
+    """Refuse rates whose exact resampling filter would not fit in memory.
+
+    torchaudio's sinc resampler builds a ``new x orig`` filter after dividing
+    both rates by their gcd: a corrupt header claiming 2147483647 Hz, or an odd
+    rate such as 44101 Hz, would allocate gigabytes.
+
+    Example
+    -------
+    >>> check_resample_ratio(44100, 16000, "a.wav")
+    >>> check_resample_ratio(44101, 16000, "b.wav")
+    Traceback (most recent call last):
+    ...
+    speechbrain_dyncp.data.audio.AudioError: Audio file b.wav is at 44101 Hz: ...
+    """
+    g = math.gcd(int(file_rate), int(sample_rate))
+    if (file_rate // g) * (sample_rate // g) > MAX_RESAMPLE_FILTER:
+        raise AudioError(
+            f"Audio file {path} is at {file_rate} Hz: exact resampling to {sample_rate} Hz would need a "
+            f"{file_rate // g} x {sample_rate // g} filter; convert it first (e.g. sox/ffmpeg)"
+        )
 
 
 def audio_info(path: Union[str, os.PathLike]):
