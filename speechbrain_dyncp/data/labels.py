@@ -151,14 +151,11 @@ def autocorr_f0(
     seg = dn[:, lo : hi + 1]
     below = seg < threshold
     first = np.where(below.any(axis=1), below.argmax(axis=1), seg.argmin(axis=1))
-    # walk down to the local minimum after the first threshold crossing
-    k = first.copy()
-    for _ in range(hi - lo):
-        step = (k + 1 < seg.shape[1]) & (seg[np.arange(len(k)), np.minimum(k + 1, seg.shape[1] - 1)] < seg[np.arange(len(k)), k])
-        if not step.any():
-            break
-        k = k + step
-    k = k + lo
+    # the local minimum that follows the first threshold crossing
+    rising = np.ones_like(seg, dtype=bool)
+    rising[:, :-1] = seg[:, 1:] >= seg[:, :-1]
+    rising &= np.arange(seg.shape[1])[None, :] >= first[:, None]
+    k = rising.argmax(axis=1) + lo
     rows = np.arange(len(k))
     y0, y1, y2 = dn[rows, k - 1], dn[rows, k], dn[rows, np.minimum(k + 1, hi)]
     denom = y0 - 2 * y1 + y2

@@ -24,10 +24,11 @@ import csv
 import logging
 from pathlib import Path
 
+from math import gcd
+
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
+from scipy.signal import resample_poly
 
 from speechbrain_dyncp.data.synth import _make_trials, _write
 
@@ -40,12 +41,13 @@ def _copy(src: Path, dst: Path, first_channel: bool = False) -> int:
     """16 kHz mono copy (channel mean, or channel 0 for RIRs); an existing copy is kept."""
     if dst.exists():
         return 1
-    data, rate = sf.read(str(src), dtype="float32", always_2d=True)
-    wav = torch.from_numpy(np.ascontiguousarray(data[:, 0] if first_channel else data.mean(axis=1)))
-    if rate != SR:  # known, expected: resample without a warning per file
-        wav = torchaudio.functional.resample(wav, rate, SR)
-    peak = float(wav.abs().max())
-    _write(dst, (wav * (0.95 / peak) if peak > 0.95 else wav).numpy())
+    data, rate = sf.read(str(src), dtype="float64", always_2d=True)
+    wav = data[:, 0] if first_channel else data.mean(axis=1)
+    if rate != SR:  # expected here: no warning per file; numpy polyphase (torch conv1d is slow on busy cores)
+        g = gcd(rate, SR)
+        wav = resample_poly(wav, SR // g, rate // g)
+    peak = float(np.max(np.abs(wav)))
+    _write(dst, wav * (0.95 / peak) if peak > 0.95 else wav)
     return 1
 
 

@@ -97,7 +97,8 @@ def _rows(pairs, log, labels_dir: Path, skipped: list):
             skipped.append((clean, str(exc)))
             continue
         if nc / rc != nn / rn:
-            raise ValueError(f"{noisy} ({nn / rn:.4f} s) and its clean partner {clean} ({nc / rc:.4f} s) differ in length")
+            raise ValueError(f"{noisy} ({nn / rn:.4f} s) and its clean partner {clean} ({nc / rc:.4f} s) "
+                             "differ in length")
         noise, snr = log.get(stem, ("", ""))
         lab = labels_dir / f"{stem}.npz"
         rows.append((stem, f"{nc / rc:.5f}", str(noisy.resolve()), str(clean.resolve()), stem.split("_")[0],

@@ -178,7 +178,8 @@ def prepare_voxceleb(
     skip_prep : bool
         Do nothing.
     on_rate_mismatch : {"resample", "error", "skip"}
-        Files not at ``sample_rate``: log and keep, raise, or skip.
+        Files not at ``sample_rate``: log and keep, raise, or skip (trial
+        files are never skipped: "skip" keeps them with a warning).
     sample_rate : int
         Expected rate.
     seed : int
@@ -223,9 +224,11 @@ def prepare_voxceleb(
     if verification_pairs_file is None and (folders[0] / "meta" / "veri_test2.txt").exists():
         verification_pairs_file = folders[0] / "meta" / "veri_test2.txt"
     if verification_pairs_file is None and "test" in splits:
-        raise FileNotFoundError(f"No trial list: pass verification_pairs_file (none at {folders[0]}/meta/veri_test2.txt)")
+        raise FileNotFoundError(
+            f"No trial list: pass verification_pairs_file (none at {folders[0]}/meta/veri_test2.txt)")
+    trial_path = str(Path(verification_pairs_file).resolve()) if verification_pairs_file else None
     options = dict(data_folder=[str(f.resolve()) for f in folders], splits=sorted(splits),
-                   verification_pairs_file=str(Path(verification_pairs_file).resolve()) if verification_pairs_file else None,
+                   verification_pairs_file=trial_path,
                    split_ratio=list(split_ratio), seg_dur=seg_dur, amp_th=amp_th, split_speaker=split_speaker,
                    random_segment=random_segment, on_rate_mismatch=on_rate_mismatch,
                    sample_rate=sample_rate, seed=seed)

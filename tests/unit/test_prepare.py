@@ -177,7 +177,8 @@ def test_voicebank_on_embedded_corpus(tiny_corpus, tmp_path):
 def vb_real_names(tmp_path):
     """Real VoiceBank names (28spk, logfiles/), 48 kHz."""
     root = tmp_path / "vbreal"
-    for split, utts in (("trainset_28spk", ["p226_001", "p226_002", "p287_001", "p300_001"]), ("testset", ["p232_001"])):
+    splits = (("trainset_28spk", ["p226_001", "p226_002", "p287_001", "p300_001"]), ("testset", ["p232_001"]))
+    for split, utts in splits:
         for k, utt in enumerate(utts):
             for kind in ("clean", "noisy"):
                 (root / f"{kind}_{split}_wav").mkdir(parents=True, exist_ok=True)
@@ -194,7 +195,8 @@ def test_voicebank_real_names_and_bad_inputs(vb_real_names, tmp_path, caplog):
     assert [(r["ID"], r["duration"]) for r in _rows(out["train"])] == [("p300_001", "4.00000")]
     assert [(r["ID"], r["noise"], r["snr"]) for r in _rows(out["valid"])] == [
         ("p226_001", "bus", "5"), ("p226_002", "cafe", "0"), ("p287_001", "babble", "10")]
-    assert [(r["ID"], r["noise"], r["snr"], r["labels"]) for r in _rows(out["test"])] == [("p232_001", "living", "2.5", "")]
+    test_rows = [(r["ID"], r["noise"], r["snr"], r["labels"]) for r in _rows(out["test"])]
+    assert test_rows == [("p232_001", "living", "2.5", "")]
     assert _tree_hash(vb_real_names) == before
     with pytest.raises(FileNotFoundError, match="nowhere"):
         prepare_voicebank(tmp_path / "nowhere", tmp_path / "o2")
