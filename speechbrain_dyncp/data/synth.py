@@ -54,7 +54,7 @@ VERSION = 1
 PRESETS = {
     # spk = speakers in the training pool, trial_spk = held-out trial speakers.
     "tiny": dict(spk=5, trial_spk=3, sessions=2, utts=3, dur=(2.0, 3.0), vb_spk=4, vb_utts=10,
-                 vb_test_spk=2, vb_test_utts=8, vb_dur=(2.0, 3.0), noise_files=1, noise_dur=6.0,
+                 vb_test_spk=2, vb_test_utts=8, vb_dur=(2.0, 3.0), noise_files=2, noise_dur=4.0,
                  talkers=4, talker_dur=8.0, rirs=4),
     "demo": dict(spk=9, trial_spk=3, sessions=2, utts=4, dur=(2.0, 3.5), vb_spk=6, vb_utts=16,
                  vb_test_spk=2, vb_test_utts=12, vb_dur=(2.0, 3.5), noise_files=2, noise_dur=8.0,
