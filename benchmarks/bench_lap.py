@@ -5,9 +5,10 @@ Both backends train on the same frozen hidden states (random, WavLM Base+
 shapes: L = 13, D = 768, 2 s crops = 99 frames), with the same sub-centre
 AAM head, Adam and batch. Measured in one run: time per training step
 (forward + backward + optimizer step), peak memory of the step, parameter
-counts (backend without the head, and the head). Each backend runs in its
-own child process so the CPU peak (max RSS growth over the loop) of one
-does not hide the other's; on CUDA the peak is ``max_memory_allocated``.
+counts (backend without the head, and the head). Step times come from one
+child process that alternates the two systems' steps (machine load hits both
+alike); peak memory from one child process per system (CPU: growth of max
+RSS over a step after a warm-up step; CUDA: ``max_memory_allocated``).
 
     python benchmarks/bench_lap.py --out benchmarks/results/lap.json
 
@@ -52,13 +53,11 @@ def n_params(module):
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def measure(name, args, queue):
-    """Child process: time the training steps of one system and report through ``queue``."""
+def make_step(name, args, dev):
+    """A closure running one training step of a system, and the system's parts."""
     from speechbrain_dyncp.losses.aam import SubCenterAAMLoss, SubCenterClassifier
 
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    dev = torch.device(args.device)
     pool, backend = build(name, args)
     head = SubCenterClassifier(192, args.n_classes, n_subcenters=3)
     model = torch.nn.ModuleList([pool, backend, head]).to(dev).train()
@@ -73,36 +72,62 @@ def measure(name, args, queue):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-
-    for _ in range(args.warmup):
-        step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        step()
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+
+    return step, (pool, backend, head)
+
+
+def measure_memory(name, args, queue):
+    """Child process: peak memory of one training step and parameter counts of one system."""
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    step, (pool, backend, head) = make_step(name, args, dev)
+    step()  # warm-up: allocator caches, Adam state
     if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**20
-        peak_kind = "cuda max_memory_allocated over the timed steps"
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()
+    if dev.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda max_memory_allocated of one step"
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024  # KB on Linux
-        peak_kind = "growth of process max RSS during the timed steps (after warm-up; 0 = below the warm-up peak)"
-        peak = max(peak, 0.0)
-        rss_total = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    times.sort()
-    queue.put({
-        "step_s_median": times[len(times) // 2], "step_s_min": times[0], "step_s_all": times,
-        "peak_mem_mb": peak, "peak_mem_kind": peak_kind,
-        "process_max_rss_mb": None if dev.type == "cuda" else rss_total,
-        "params_pooling": n_params(pool), "params_backend": n_params(backend),
-        "params_pooling_plus_backend": n_params(pool) + n_params(backend), "params_head": n_params(head),
-    })
+        peak = max(0.0, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024)  # KB on Linux
+        kind = "growth of process max RSS during one step after a warm-up step (0 = below the warm-up peak)"
+    queue.put({"peak_mem_mb": peak, "peak_mem_kind": kind,
+               "process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "params_pooling": n_params(pool), "params_backend": n_params(backend),
+               "params_pooling_plus_backend": n_params(pool) + n_params(backend), "params_head": n_params(head)})
+
+
+def measure_time(args, queue):
+    """Child process: both systems' steps interleaved (A, B, A, B, ...) so machine load hits both alike."""
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    steps = {name: make_step(name, args, dev)[0] for name in SYSTEMS}
+    for _ in range(args.warmup):
+        for step in steps.values():
+            step()
+    times = {name: [] for name in SYSTEMS}
+    for _ in range(args.steps):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - t0)
+    queue.put(times)
+
+
+SYSTEMS = ("lap_astp", "weighted_sum_ecapa")
+
+
+def _in_child(target, *args):
+    """Run ``target(*args, queue)`` in a spawned process and return what it puts."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
 
 
 def git_rev():
@@ -127,14 +152,9 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    ctx = mp.get_context("spawn")
-    results = {}
-    for name in ("lap_astp", "weighted_sum_ecapa"):
-        queue = ctx.Queue()
-        proc = ctx.Process(target=measure, args=(name, args, queue))
-        proc.start()
-        results[name] = queue.get()
-        proc.join()
+    results = {name: _in_child(measure_memory, name, args) for name in SYSTEMS}
+    for name, times in _in_child(measure_time, args).items():
+        results[name].update(step_s_median=sorted(times)[len(times) // 2], step_s_min=min(times), step_s_all=times)
     lap, ws = results["lap_astp"], results["weighted_sum_ecapa"]
     stats = {
         "systems": results,

@@ -22,6 +22,7 @@ Authors
 
 import logging
 import math
+import os
 import random
 import sys
 from pathlib import Path
@@ -252,7 +253,8 @@ def main(argv):
     brain = LAPBrain(modules={"model": model, "classifier": classifier}, opt_class=hparams["opt_class"],
                      hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])
     brain.n_speakers = n_speakers
-    steps_per_epoch = max(1, len(train) // hparams["batch_size"] // brain.grad_accumulation_factor)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # DDP: each rank sees 1/world of the data
+    steps_per_epoch = max(1, len(train) // world // hparams["batch_size"] // brain.grad_accumulation_factor)
     brain.total_steps = steps_per_epoch * hparams["number_of_epochs"]
     hparams["margin_scheduler"].ramp_steps = steps_per_epoch * hparams["margin_ramp_epochs"]
     logger.info("%s phase, %s pooling: %d speakers (x%d speed classes), %d trainable parameters",
