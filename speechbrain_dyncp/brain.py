@@ -6,7 +6,8 @@ stops it from running or resuming reliably:
 
 * **DDP on CPU (gloo).** ``Brain._wrap_distributed`` always converts BatchNorm
   to ``SyncBatchNorm``, which raises "SyncBatchNorm layers only work with GPU
-  modules" on CPU. Here the conversion happens only for CUDA devices. On CPU
+  modules" on CPU. Here the conversion happens only for CUDA devices, and
+  only for plain ``BatchNorm1d/2d/3d`` (:func:`convert_plain_batchnorm`). On CPU
   each rank normalises with its *own* batch statistics (a per-rank batch of B
   instead of the global N*B), so losses differ slightly from a single-process
   run with batch N*B; the running statistics used at evaluation are rank 0's,
@@ -77,6 +78,42 @@ def ddp_mean(value: Union[float, torch.Tensor], weight: float = 1.0):
     return float(mean)
 
 
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DDP / DataParallel wrapper (itself otherwise).
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(1, 1)
+    >>> unwrap(torch.nn.DataParallel(lin)) is lin, unwrap(lin) is lin
+    (True, True)
+    """
+    return module.module if isinstance(module, (DDP, torch.nn.DataParallel)) else module
+
+
+def convert_plain_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """``SyncBatchNorm`` for plain ``BatchNorm1d/2d/3d`` only; subclasses are kept.
+
+    ``SyncBatchNorm.convert_sync_batchnorm`` turns *every* ``_BatchNorm``,
+    subclasses included, into a plain ``SyncBatchNorm``: a masked BatchNorm
+    (``forward(x, mask)``, e.g. the enhancer's ``MaskedBatchNorm1d``) would lose
+    its behaviour and its signature. Subclasses keep per-rank statistics.
+
+    Example
+    -------
+    >>> class Masked(torch.nn.BatchNorm1d):
+    ...     pass
+    >>> net = convert_plain_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm1d(2), Masked(2)))
+    >>> [type(m).__name__ for m in net]
+    ['SyncBatchNorm', 'Masked']
+    """
+    plain = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    if type(module) in plain:
+        return SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        module.add_module(name, convert_plain_batchnorm(child))
+    return module
+
+
 class DynCPBrain(sb.Brain):
     """``sb.Brain`` that runs DDP on CPU, reduces losses across ranks and resumes exactly.
 
@@ -109,7 +146,7 @@ class DynCPBrain(sb.Brain):
             if not any(p.requires_grad for p in module.parameters()):
                 continue
             if on_cuda:
-                module = SyncBatchNorm.convert_sync_batchnorm(module)
+                module = convert_plain_batchnorm(module)
             device_ids = [self.device] if on_cuda and self.distributed_backend != "gloo" else None
             self.modules[name] = DDP(module, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters)
 

@@ -16,6 +16,7 @@ Authors
 import argparse
 import json
 import logging
+import pickle
 import sys
 from importlib import resources
 from pathlib import Path
@@ -43,11 +44,19 @@ def load_enhancer(model: Optional[str], savedir: Optional[Path] = None):
     source = Path(model) if model else bundled_model_dir()
     if not source.is_dir():  # SpeechBrain would treat any other string as a hub id
         raise FileNotFoundError(f"model folder not found: {source}")
-    return DynCPEnhancement.from_hparams(
-        source=str(source.resolve()), savedir=str(savedir) if savedir else None,
-        local_strategy=LocalStrategy.NO_LINK if savedir is None else LocalStrategy.COPY,
-        fetch_config=FetchConfig(allow_network=False), run_opts={"device": "cpu"},
-    )
+    try:
+        return DynCPEnhancement.from_hparams(
+            source=str(source.resolve()), savedir=str(savedir) if savedir else None,
+            local_strategy=LocalStrategy.NO_LINK if savedir is None else LocalStrategy.COPY,
+            fetch_config=FetchConfig(allow_network=False), run_opts={"device": "cpu"},
+        )
+    except FileNotFoundError:  # names the missing file already
+        raise
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as exc:  # torch.load of a damaged file
+        ckpts = ", ".join(sorted(p.name for p in source.glob("*.ckpt"))) or "none"
+        raise RuntimeError(f"model folder {source}: cannot load its checkpoint ({ckpts}): corrupted, truncated "
+                           f"or from another model; export or copy it again ({type(exc).__name__}: "
+                           f"{str(exc)[:200]})") from exc
 
 
 # ---------------------------------------------------------------- enhance

@@ -41,9 +41,12 @@ from pathlib import Path
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
+import speechbrain_dyncp.brain
+from speechbrain_dyncp.brain import ddp_mean, unwrap
 from speechbrain_dyncp.data.audio import read_audio, write_audio
+from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards
 from speechbrain_dyncp.losses.dyncp import realised_ratio
 from speechbrain_dyncp.metrics.enhancement import (
     batch_metric,
@@ -57,7 +60,7 @@ from speechbrain_dyncp.metrics.enhancement import (
 logger = logging.getLogger(__name__)
 
 
-class DynCPBrain(sb.Brain):
+class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
     """Trains ``modules.enhancer`` (a DynCPEnhancer) with ``hparams.compute_cost`` (DynCPLoss)."""
 
     def compute_forward(self, batch, stage):
@@ -120,14 +123,14 @@ class DynCPBrain(sb.Brain):
                 row["stoi_enhanced"] = self.scores["stoi"][len(self.rows)]
             row.update(self._macs(out, i))
             self.rows.append(row)
-            if self.hparams.save_enhanced:
+            if self.hparams.save_enhanced and if_main_process():  # every DDP rank has the whole test set
                 write_audio(self.enhanced_dir / f"{uid}.wav", est[i, :k], self.hparams.sample_rate, overwrite=True)
 
     def _macs(self, out, i):
         """Effective and dense MACs/frame of item ``i`` (gates' own cost included)."""
         from speechbrain_dyncp.efficiency import macs_per_frame
 
-        macs = macs_per_frame(self.modules.enhancer, out.gates[i : i + 1], out.frame_mask[i : i + 1])
+        macs = macs_per_frame(unwrap(self.modules.enhancer), out.gates[i : i + 1], out.frame_mask[i : i + 1])
         return {
             "macs_per_frame": macs["effective"],
             "macs_dense": macs["dense"],
@@ -146,7 +149,8 @@ class DynCPBrain(sb.Brain):
 
     def _stage_stats(self, stage, loss):
         n = max(self.sums["n"], 1)
-        stats = {"loss": loss, "se": self.sums["se"] / n, "ratio": self.sums["ratio"] / n}
+        # train batches differ per DDP rank: average the sums over ranks
+        stats = {"loss": loss, "se": ddp_mean(self.sums["se"] / n, n), "ratio": ddp_mean(self.sums["ratio"] / n, n)}
         if stage != sb.Stage.TRAIN:
             for key, values in self.scores.items():
                 finite = [v for v in values if math.isfinite(v)]
@@ -192,7 +196,7 @@ class DynCPBrain(sb.Brain):
         """``test/per_utterance.csv`` and ``test/summary.json`` (means over utterances)."""
         folder = Path(self.hparams.output_folder) / "test"
         folder.mkdir(parents=True, exist_ok=True)
-        if not self.rows:
+        if not self.rows or not if_main_process():
             return
         with open(folder / "per_utterance.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
@@ -281,13 +285,13 @@ def dataio_prep(hparams):
     datasets = {}
     keys = ["id", "noisy_sig", "clean_sig", "noise", "snr"]
     for split in ("train", "valid", "test"):
-        ds = sb.dataio.dataset.DynamicItemDataset.from_csv(
-            hparams[f"{split}_annotation"], replacements={"data_root": hparams["data_folder"]}
-        )
         pipeline = train_pipeline if split == "train" else eval_pipeline
-        ds.add_dynamic_item(pipeline)
-        ds.set_output_keys(keys)
-        if split != "train":
+        ds = make_dataset(
+            hparams.get("data_format", "csv"), csv_path=hparams[f"{split}_annotation"],
+            shard_dir=Path(hparams.get("shard_folder") or ".") / split, dynamic_items=[pipeline], output_keys=keys,
+            replacements={"data_root": hparams["data_folder"]}, shuffle=split == "train", seed=hparams.get("seed", 0),
+        )
+        if split != "train" and isinstance(ds, sb.dataio.dataset.DynamicItemDataset):
             ds = ds.filtered_sorted(sort_key="duration")
         datasets[split] = ds
     return datasets
@@ -309,6 +313,10 @@ def prepare_data(hparams):
     run_on_main(
         prepare_voicebank, kwargs={"data_folder": hparams["data_folder"], "save_folder": hparams["save_folder"]}
     )
+    if hparams.get("data_format", "csv") == "shards":
+        for split in ("train", "valid", "test"):
+            run_on_main(write_shards, args=[hparams[f"{split}_annotation"], Path(hparams["shard_folder"]) / split],
+                        kwargs={"replacements": {"data_root": hparams["data_folder"]}})
 
 
 def main(argv):
@@ -334,10 +342,11 @@ def main(argv):
         brain.hparams.epoch_counter,
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["valid_dataloader_opts"],
+        train_loader_kwargs=loader_kwargs_for(datasets["train"], hparams["train_dataloader_opts"]),
+        valid_loader_kwargs=loader_kwargs_for(datasets["valid"], hparams["valid_dataloader_opts"]),
     )
-    brain.evaluate(datasets["test"], max_key="select", test_loader_kwargs=hparams["test_dataloader_opts"])
+    brain.evaluate(datasets["test"], max_key="select",
+                   test_loader_kwargs=loader_kwargs_for(datasets["test"], hparams["test_dataloader_opts"]))
     return brain
 
 
