@@ -152,12 +152,12 @@ def collect(enhancer, rows, hp) -> list:
     return utts
 
 
-def head_rows(spec: ProbeSpec, utts, cap, rng):
+def head_rows(spec: ProbeSpec, utts, cap, rng, fitting: bool = False):
     """Features and labels of ``spec`` over ``utts`` (at most ``cap`` rows, spread over utterances)."""
     quota = None if cap is None else max(1, int(np.ceil(cap / max(1, len(utts)))))
     Xs, ys = [], []
     for u in utts:
-        X, idx = spec_features(spec, torch.from_numpy(u["gates"]).unsqueeze(0))
+        X, idx = spec_features(spec, torch.from_numpy(u["gates"]).unsqueeze(0), fitting=fitting)
         if spec.level == "frame":
             y = u[spec.name][idx[:, 1].numpy()] if spec.name in ("vad", "f0") else None
             if spec.voiced_only:
@@ -227,7 +227,7 @@ def main(argv):
     fitted, curves, info = {}, {}, {}
     for name, cfg in hp["heads"].items():
         spec = ProbeSpec(name=name, **cfg)
-        Xtr, ytr = head_rows(spec, train, hp["max_train_samples"], rng)
+        Xtr, ytr = head_rows(spec, train, hp["max_train_samples"], rng, fitting=True)
         Xte, yte = head_rows(spec, test, hp["max_train_samples"], rng)
         if spec.task == "classify":  # classes unseen in training cannot be predicted: report them
             unseen = sorted(set(np.unique(yte).tolist()) - set(np.unique(ytr).tolist()))

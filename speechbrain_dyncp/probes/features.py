@@ -51,6 +51,10 @@ class ProbeSpec:
         Inverse regularisation C (classify) or ridge alpha (regress).
     n_channels : int or None
         Channels kept after selection (None = all).
+    fit_window : int or None
+        Rate heads: fit on sliding-window rates of this many frames (hop half
+        a window), i.e. more and noisier training rows; prediction still uses
+        ``window``. The probe is linear in the rates either way.
     """
 
     name: str
@@ -63,6 +67,7 @@ class ProbeSpec:
     voiced_only: bool = False
     reg: float = 1.0
     n_channels: Optional[int] = 200
+    fit_window: Optional[int] = None
 
     def __post_init__(self):
         if self.task not in ("classify", "regress"):
@@ -83,8 +88,8 @@ class ProbeSpec:
 # set window (e.g. 125 frames = 2 s) for a sliding-window streaming estimate.
 PROBES = {
     "vad": dict(task="classify", level="frame", context=2, reg=1.0),
-    "noise": dict(task="classify", level="rate", window=None, reg=10.0),
-    "snr": dict(task="regress", level="rate", window=None, reg=1.0),
+    "noise": dict(task="classify", level="rate", window=None, reg=100.0, fit_window=62),
+    "snr": dict(task="regress", level="rate", window=None, reg=1.0, fit_window=62),
     "f0": dict(task="regress", level="frame", context=0, target="log", voiced_only=True, reg=1.0),
 }
 
@@ -238,8 +243,11 @@ def rate_features(
     return torch.stack(rows).float(), torch.tensor(index, dtype=torch.long)
 
 
-def spec_features(spec: ProbeSpec, gates: torch.Tensor, frame_mask: Optional[torch.Tensor] = None):
-    """The features ``spec`` asks for: :func:`frame_features` or :func:`rate_features`.
+def spec_features(
+    spec: ProbeSpec, gates: torch.Tensor, frame_mask: Optional[torch.Tensor] = None, fitting: bool = False
+):
+    """The features ``spec`` asks for: :func:`frame_features` or :func:`rate_features`
+    (with ``fitting=True``, the ``fit_window`` rows of a rate head).
 
     Example
     -------
@@ -249,4 +257,6 @@ def spec_features(spec: ProbeSpec, gates: torch.Tensor, frame_mask: Optional[tor
     """
     if spec.level == "frame":
         return frame_features(gates, frame_mask, spec.context)
+    if fitting and spec.fit_window is not None:
+        return rate_features(gates, frame_mask, spec.fit_window, max(1, spec.fit_window // 2))
     return rate_features(gates, frame_mask, spec.window, spec.stride)

@@ -168,3 +168,17 @@ def test_bad_inputs_raise():
         fit_probe(ProbeSpec("vad"), np.ones((5, 3)), np.ones(5))
     spk = speaker_split(["a", "b", "c", "d"], 0.5)
     assert spk.sum() == 2
+
+
+def test_fit_window_rows_only_change_fitting():
+    """fit_window gives sliding-window training rows; prediction stays the utterance running mean."""
+    gates, voiced, cls, f0 = planted_gates(B=12, N=60, seed=4)
+    spec = get_spec("noise", n_channels=8, fit_window=20)
+    Xw, idw = spec_features(spec, gates, fitting=True)
+    Xu, idu = spec_features(spec, gates)
+    assert len(Xw) == 12 * 6 and len(Xu) == 12  # windows end at frames 9, 19, ..., 59 (hop 10)
+    torch.testing.assert_close(Xw[0], gates[0, :, :10].permute(1, 0, 2).reshape(10, -1).mean(0))
+    probe = fit_probe(spec, Xw.numpy(), cls[idw[:, 0]].numpy())
+    utt = MaskProbes.from_sklearn({"noise": probe}, L, H).utterance(gates)["noise"]
+    np.testing.assert_allclose(utt.numpy(), probe.estimator.predict_proba(Xu.numpy()[:, probe.selected]), atol=1e-5)
+    assert (utt.argmax(1) == cls).float().mean() == 1.0
