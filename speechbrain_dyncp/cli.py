@@ -107,7 +107,8 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
 def cmd_enhance(args) -> int:
     from tqdm import tqdm
 
-    from speechbrain_dyncp.data.audio import write_audio
+    from speechbrain_dyncp.data.audio import audio_info, write_audio
+    from speechbrain_dyncp.inference.chunking import enhance_file_chunked
     from speechbrain_dyncp.plots import plot_analysis
 
     out_dir = Path(args.output)
@@ -127,6 +128,15 @@ def cmd_enhance(args) -> int:
             skipped += 1  # done on an earlier run
             continue
         try:
+            frames, rate, _ = audio_info(src)
+            if frames / rate > args.chunk_over:  # long file: bounded memory, audio only
+                enhance_file_chunked(model.enhancer, src, dst, sample_rate=model.hparams.sample_rate,
+                                     overwrite=args.overwrite)
+                if args.probes or args.plot:
+                    print(f"note: {src} is longer than {args.chunk_over:.0f} s: enhanced in chunks, "
+                          "no probes/plot written", file=sys.stderr)
+                done += 1
+                continue
             wav = model.load_checked_audio(src)
             analysis = model.analyze_batch(wav.unsqueeze(0)) if (args.probes or args.plot) else None
             enhanced = analysis.wav[0] if analysis is not None else model.enhance_batch(wav.unsqueeze(0))[0]
@@ -197,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--probes", action="store_true", help="write per-frame VAD/F0/SNR CSV and per-file JSON")
     e.add_argument("--plot", action="store_true", help="write a figure per file")
     e.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
+    e.add_argument("--chunk-over", type=float, default=600.0, metavar="SECONDS",
+                   help="files longer than this are enhanced in bounded memory, block by block (default 600)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_enhance)
 
