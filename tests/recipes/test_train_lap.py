@@ -34,7 +34,7 @@ def test_frozen_then_finetune_verify_and_plot(repo_root, tiny_corpus, tmp_path):
               "--score_norms=[none]", "--max_cohort=20"]
     p1, p2 = tmp_path / "p1", tmp_path / "p2"
     _run(repo_root, "recipes/VoxCeleb/train_lap.py", "hparams/VoxCeleb/train_lap.yaml", *common,
-         "--phase=frozen", f"--output_folder={p1}", "--number_of_epochs=2", "--margin_ramp_epochs=1")
+         "--phase=frozen", f"--output_folder={p1}", "--number_of_epochs=2", "--margin_ramp_epochs=2")
     log = (p1 / "train_log.txt").read_text()
     margins = [float(m) for m in re.findall(r"margin: ([0-9.e+-]+)", log)]
     assert len(margins) == 2 and 0 < margins[0] < margins[1] == pytest.approx(0.3)  # ramp, then flat
