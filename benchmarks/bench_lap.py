@@ -7,8 +7,8 @@ AAM head, Adam and batch. Measured in one run: time per training step
 (forward + backward + optimizer step), peak memory of the step, parameter
 counts (backend without the head, and the head). Step times come from one
 child process that alternates the two systems' steps (machine load hits both
-alike); peak memory from one child process per system (CPU: growth of max
-RSS over a step after a warm-up step; CUDA: ``max_memory_allocated``).
+alike); peak memory from one child process per system (CPU: max RSS over
+two steps minus the RSS after imports; CUDA: ``max_memory_allocated``).
 
     python benchmarks/bench_lap.py --out benchmarks/results/lap.json
 
@@ -82,17 +82,16 @@ def measure_memory(name, args, queue):
     """Child process: peak memory of one training step and parameter counts of one system."""
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux: interpreter + torch
     step, (pool, backend, head) = make_step(name, args, dev)
-    step()  # warm-up: allocator caches, Adam state
+    for _ in range(2):  # the second step has the Adam state allocated
+        step()
     if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    step()
-    if dev.type == "cuda":
-        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda max_memory_allocated of one step"
+        peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda max_memory_allocated over 2 steps"
     else:
-        peak = max(0.0, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024)  # KB on Linux
-        kind = "growth of process max RSS during one step after a warm-up step (0 = below the warm-up peak)"
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+        kind = ("process max RSS over 2 steps minus RSS after imports: inputs (same for both), "
+                "parameters, Adam state, activations")
     queue.put({"peak_mem_mb": peak, "peak_mem_kind": kind,
                "process_max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "params_pooling": n_params(pool), "params_backend": n_params(backend),
