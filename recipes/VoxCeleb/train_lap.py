@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import speechbrain as sb
-import torch
 import torchaudio
 import yaml
 from hyperpyyaml import load_hyperpyyaml, resolve_references
@@ -245,6 +244,9 @@ def main(argv):
         "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"], "skip_prep": hparams["skip_prep"]})
     train, valid, label_encoder = dataio_prep(hparams)
 
+    unknown = set(hparams["speeds"]) - set(hparams["speed_classes"])
+    if unknown:
+        raise ValueError(f"speeds {sorted(unknown)} are not in speed_classes {hparams['speed_classes']}")
     model = build_model(hparams)
     n_speakers = len(label_encoder)
     classifier = hparams["classifier"](out_neurons=n_speakers * len(hparams["speed_classes"]))
