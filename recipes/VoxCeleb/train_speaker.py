@@ -28,6 +28,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_dyncp.brain import DynCPBrain, unwrap
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.verification_pipeline import resolve_voxceleb_data
 
@@ -66,7 +67,7 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-class SpeakerBrain(sb.core.Brain):
+class SpeakerBrain(DynCPBrain):  # CPU/gloo DDP with BatchNorm, exact resume
     """ECAPA + AAM softmax; lengths reach the normaliser and the pooling."""
 
     def compute_forward(self, batch, stage):
@@ -181,8 +182,9 @@ def export_model_dir(hparams, brain, label_encoder, out_dir):
     brain.checkpointer.recover_if_possible(min_key="ErrorRate")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(brain.modules.embedding_model.state_dict(), out_dir / "embedding_model.ckpt")
-    torch.save(brain.modules.classifier.state_dict(), out_dir / "classifier.ckpt")
+    # unwrap: under DDP the modules are DistributedDataParallel (keys would gain a "module." prefix)
+    torch.save(unwrap(brain.modules.embedding_model).state_dict(), out_dir / "embedding_model.ckpt")
+    torch.save(unwrap(brain.modules.classifier).state_dict(), out_dir / "classifier.ckpt")
     brain.modules.mean_var_norm._save(out_dir / "mean_var_norm.ckpt")
     label_encoder.save(out_dir / "label_encoder.ckpt")  # the name Pretrainer looks for
     keys = ("sample_rate", "n_mels", "channels", "kernel_sizes", "dilations", "attention_channels", "se_channels",
