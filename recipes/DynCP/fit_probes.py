@@ -214,6 +214,9 @@ def main(argv):
     found = torch.load(cache, weights_only=False) if cache.exists() else None
     if found is not None and found["key"] == key:
         utts = found["utts"]  # same enhancer weights and data: reuse the collected masks
+        split = {r["ID"]: r["split"] for r in rows}
+        for u in utts:
+            u["split"] = split[u["id"]]
         logger.info("Reusing the masks collected in %s", cache)
     else:
         utts = collect(enhancer, rows, hp)

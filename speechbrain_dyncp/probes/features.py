@@ -87,7 +87,7 @@ class ProbeSpec:
 # Registry of the default heads (E5). Rates use the whole utterance by default;
 # set window (e.g. 125 frames = 2 s) for a sliding-window streaming estimate.
 PROBES = {
-    "vad": dict(task="classify", level="frame", context=2, reg=1.0),
+    "vad": dict(task="classify", level="frame", context=0, reg=0.1),
     "noise": dict(task="classify", level="rate", window=None, reg=100.0, fit_window=62),
     "snr": dict(task="regress", level="rate", window=None, reg=1.0, fit_window=62),
     "f0": dict(task="regress", level="frame", context=0, target="log", voiced_only=True, reg=1.0),
