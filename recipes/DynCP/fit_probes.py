@@ -283,7 +283,8 @@ def markdown(r: dict) -> str:
         f"enhancer: `{r['enhancer_ckpt']}`; data: `{r['data_folder']}`; labels: {r['label_source']}; "
         f"split by {r['split_by']}",
         f"train {r['n_train_utts']} utts / {len(r['train_speakers'])} speakers; "
-        f"test {r['n_test_utts']} utts / {len(r['test_speakers'])} held-apart speakers; "
+        f"test {r['n_test_utts']} utts / {len(r['test_speakers'])} "
+        f"{'held-apart' if r['split_by'] == 'speaker' else 'seen (utterance split)'} speakers; "
         f"gate density {r['gate_density_test']:.3f}", "",
         "| head | metric | test |", "|---|---|---|",
     ]
