@@ -53,3 +53,24 @@ def test_dyncp_recipe_runs_under_two_process_gloo_ddp(tiny_corpus, tmp_path):
     assert summary["n_utterances"] == n_test  # one report, from rank 0, over the whole test set
     assert len(list((out / "test" / "enhanced").glob("*.wav"))) == n_test
     assert "epoch: 1" in (out / "train_log.txt").read_text()
+
+
+def test_ecapa_recipe_runs_under_two_process_gloo_ddp(tiny_corpus, tmp_path):
+    """ECAPA (plain BatchNorm everywhere: the stock Brain fails on gloo) trains and exports an unwrapped model."""
+    import sys
+
+    import torch
+
+    out = tmp_path / "ecapa"
+    run_recipe([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "recipes/VoxCeleb/train_speaker.py", "hparams/VoxCeleb/train_ecapa.yaml", "--device=cpu",
+                "--distributed_backend=gloo", "--noprogressbar", f"--data_folder={tiny_corpus.voxceleb}",
+                f"--output_folder={out}", "--num_workers=0", "--batch_size=8", "--sentence_len=1.5",
+                "--channels=[32,32,32,32,96]", "--attention_channels=16", "--se_channels=16", "--emb_dim=32",
+                "--number_of_epochs=1"])
+    exported = torch.load(out / "model" / "embedding_model.ckpt", weights_only=True)
+    assert exported and not any(k.startswith("module.") for k in exported)
+    last, _ = checkpoints(out / "save")[-1]
+    in_ckpt = torch.load(last / "embedding_model.ckpt", weights_only=True)
+    assert exported.keys() == in_ckpt.keys()
+    assert all(torch.equal(exported[k], in_ckpt[k]) for k in exported)
