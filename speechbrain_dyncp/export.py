@@ -63,14 +63,21 @@ def read_module_definition(hparams_file, key: str = "enhancer", overrides: Optio
     return tag, _plain(dict(node))
 
 
+SELECT_KEY = "select"  # the meta recipes/DynCP/train.py maximises to mark its best checkpoint
+
+
 def find_checkpoint(experiment_dir, min_key: Optional[str] = None, max_key: Optional[str] = None) -> Path:
-    """The CKPT folder of a recipe run: best by ``min_key``/``max_key`` meta, else the latest."""
+    """The CKPT folder of a recipe run: best by ``min_key``/``max_key`` meta; by default the
+    one the DynCP recipe selected (largest ``select`` meta) where present, else the latest."""
     from speechbrain.utils.checkpoints import Checkpointer
 
     save = Path(experiment_dir) / "save"
     if not save.is_dir():
         raise FileNotFoundError(f"no checkpoints folder {save} (is {experiment_dir} a recipe output folder?)")
-    ckpt = Checkpointer(save).find_checkpoint(min_key=min_key, max_key=max_key)
+    checkpointer = Checkpointer(save)
+    if min_key is None and max_key is None and any(SELECT_KEY in c.meta for c in checkpointer.list_checkpoints()):
+        max_key = SELECT_KEY
+    ckpt = checkpointer.find_checkpoint(min_key=min_key, max_key=max_key)
     if ckpt is None:
         raise FileNotFoundError(f"no CKPT+* checkpoint under {save}")
     return Path(ckpt.path)
@@ -175,7 +182,7 @@ def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, m
     ckpt = find_checkpoint(exp, min_key=min_key, max_key=max_key)
     state = torch.load(ckpt / "enhancer.ckpt", map_location="cpu")
     probes = torch.load(probes_ckpt, map_location="cpu") if probes_ckpt else None
-    provenance = f"\n# exported from {exp.resolve()} ({ckpt.name})\n"
+    provenance = f"\n# exported from {exp.name}/save/{ckpt.name}\n"
     return write_model_folder(out_dir, kwargs, state, probes, extra_yaml=provenance)
 
 

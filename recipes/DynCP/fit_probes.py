@@ -92,6 +92,14 @@ def load_enhancer(hp):
     """The enhancer with weights from ``enhancer_ckpt``: a file, a CKPT folder, or a save folder
     (the CKPT+ with the largest ``ckpt_select_key`` meta, as the training recipe selects; else the newest)."""
     enhancer, ckpt = hp["enhancer"], hp["enhancer_ckpt"]
+    experiment = hp.get("enhancer_experiment")
+    if experiment:  # a train.py output folder: its own definition, so nothing can drift
+        from speechbrain_dyncp.export import read_module_definition
+        from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+
+        _, kwargs = read_module_definition(Path(experiment) / "hyperparams.yaml", "enhancer")
+        enhancer = DynCPEnhancer(**kwargs)
+        ckpt = ckpt or str(Path(experiment) / "save")
     if not ckpt:
         logger.warning("enhancer_ckpt is null: probing a RANDOMLY INITIALISED enhancer (development only)")
         return enhancer.eval(), None
