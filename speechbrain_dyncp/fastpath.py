@@ -30,6 +30,9 @@ from speechbrain_dyncp.streaming import block_plans
 
 _SRC = Path(__file__).with_name("dyncp_frame.c")
 _LIBS = {}
+# No -ffast-math: a shared object linked with it sets flush-to-zero / denormals-are-zero
+# for the whole process when loaded, silently changing every later torch/numpy result.
+_CFLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
 
 
 def _compile(real: str) -> Optional[ctypes.CDLL]:
@@ -41,7 +44,7 @@ def _compile(real: str) -> Optional[ctypes.CDLL]:
     except OSError:  # source not shipped (e.g. a wheel without package data)
         _LIBS[real] = None
         return None
-    tag = hashlib.sha1(src + real.encode()).hexdigest()[:12]
+    tag = hashlib.sha1(src + real.encode() + " ".join(_CFLAGS).encode()).hexdigest()[:12]
     cache = Path(os.environ.get("DYNCP_KERNEL_CACHE", Path(tempfile.gettempdir()) / "dyncp_kernels"))
     so = cache / f"dyncp_frame_{real}_{tag}.so"
     lib = None
@@ -49,8 +52,8 @@ def _compile(real: str) -> Optional[ctypes.CDLL]:
         if not so.exists():
             cache.mkdir(parents=True, exist_ok=True)
             tmp = so.with_suffix(f".{os.getpid()}.tmp")
-            subprocess.run(["gcc", "-O3", "-march=native", "-ffast-math", "-shared", "-fPIC", f"-DREAL={real}",
-                            str(_SRC), "-o", str(tmp), "-lm"], check=True, capture_output=True, timeout=120)
+            subprocess.run(["gcc", *_CFLAGS, f"-DREAL={real}", str(_SRC), "-o", str(tmp), "-lm"],
+                           check=True, capture_output=True, timeout=120)
             os.replace(tmp, so)
         lib = ctypes.CDLL(str(so))
     except (OSError, subprocess.SubprocessError):

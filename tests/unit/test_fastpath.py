@@ -50,3 +50,13 @@ def test_fast_streamer_dense_model_and_effective_macs(backend):
     fs.finish()
     out = gated(x)
     assert fs.channel_frames == int(out.gates.sum()) < fs.frames_done * 6 * 16 * 0.6
+
+
+def test_loading_the_c_kernel_keeps_subnormal_floats():
+    """A kernel built with -ffast-math would set flush-to-zero for the whole process."""
+    from speechbrain_dyncp.fastpath import c_available
+
+    if not c_available():
+        pytest.skip("gcc not available: the C kernel is not built")
+    assert np.float32(1e-40) * np.float32(2.0) > 0
+    assert bool((torch.tensor(1e-40) * 2) > 0)
