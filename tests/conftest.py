@@ -22,6 +22,28 @@ def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def load_recipe(relative_path: str):
+    """Import a recipe script (e.g. ``recipes/DynCP/train.py``) under a name unique to its path.
+
+    Recipes share file names (``train.py``), so importing them through ``sys.path``
+    would hand a test whichever one was imported first.
+    """
+    import importlib.util
+
+    path = REPO_ROOT / relative_path
+    name = "recipe_" + relative_path.replace("/", "_").removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def recipe_module():
+    """:func:`load_recipe` as a fixture: ``recipe_module("recipes/DynCP/train.py")``."""
+    return load_recipe
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository root (recipes/ and hparams/ live there)."""

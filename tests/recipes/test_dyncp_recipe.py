@@ -58,18 +58,14 @@ def test_recipe_builds_embedded_corpus_and_resumes(repo_root, tmp_path):
     assert (tmp_path / "corpus" / "voicebank" / "log_testset.txt").exists()
 
 
-def test_on_the_fly_mixing_keeps_clean_target(repo_root, tiny_corpus, tmp_path):
+def test_on_the_fly_mixing_keeps_clean_target(repo_root, tiny_corpus, tmp_path, recipe_module):
     """With noise and RIR CSVs, training items are reverberated then re-mixed at an SNR in range."""
     import torch
 
     from speechbrain_dyncp.data.noise import prepare_noise_csv
     from speechbrain_dyncp.data.voicebank import prepare_voicebank
 
-    sys.path.insert(0, str(repo_root / "recipes" / "DynCP"))
-    try:
-        from train import dataio_prep
-    finally:
-        sys.path.pop(0)
+    dataio_prep = recipe_module("recipes/DynCP/train.py").dataio_prep
     prepare_voicebank(tiny_corpus.voicebank, tmp_path)
     noise_csv = prepare_noise_csv(tiny_corpus.musan / "noise", tmp_path / "noise.csv")
     hparams = {"sample_rate": 16000, "crop_seconds": 0.5, "noise_csv": str(noise_csv),

@@ -28,7 +28,7 @@ def _ckpt_files(save):
     return {p.name for p in ckpts[-1].iterdir()}
 
 
-def test_frozen_then_finetune_verify_and_plot(repo_root, tiny_corpus, tmp_path):
+def test_frozen_then_finetune_verify_and_plot(repo_root, tiny_corpus, tmp_path, recipe_module):
     """Phase 1 (frozen, margin ramp) -> phase 2 (fine-tune from phase 1) -> EER -> layer-score plot."""
     common = [f"--data_folder={tiny_corpus.voxceleb}", "--device=cpu", "--noprogressbar", "--batch_size=4",
               "--score_norms=[none]", "--max_cohort=20"]
@@ -55,8 +55,7 @@ def test_frozen_then_finetune_verify_and_plot(repo_root, tiny_corpus, tmp_path):
     start = SSLFrontEnd(str(p2 / "tiny_ssl")).state_dict()
     assert any(not torch.equal(tuned[k], v) for k, v in start.items())  # the encoder was fine-tuned
 
-    sys.path.insert(0, str(repo_root / "recipes" / "VoxCeleb"))
-    import plot_layer_scores  # in-process: saves an interpreter start
+    plot_layer_scores = recipe_module("recipes/VoxCeleb/plot_layer_scores.py")  # in-process: no interpreter start
 
     assert plot_layer_scores.main([str(p1), "--out", str(tmp_path / "scores.png")]) == 0
     scores = np.load(tmp_path / "scores.npy")
