@@ -18,8 +18,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config):
-    # 2-core CI machines: avoid thread oversubscription between torch and BLAS.
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # The tests run many small tensor ops, where intra-op threads cost more than they
+    # give (measured 5-10x CPU on a busy 2-core machine); recipe subprocesses keep
+    # their own defaults.
+    torch.set_num_threads(1)
 
 
 def load_recipe(relative_path: str):
