@@ -47,6 +47,8 @@ from speechbrain_dyncp.probes.metrics import score_head
 from speechbrain_dyncp.probes.plots import plot_channel_curves, plot_timeline, plot_weight_maps
 
 logger = logging.getLogger(__name__)
+# Heads whose labels are per frame (the others have one label per utterance).
+FRAME_TARGETS = ("vad", "f0")
 
 
 def prepare_rows(hp) -> list:
@@ -166,8 +168,8 @@ def head_rows(spec: ProbeSpec, utts, cap, rng, fitting: bool = False):
     Xs, ys = [], []
     for u in utts:
         X, idx = spec_features(spec, torch.from_numpy(u["gates"]).unsqueeze(0), fitting=fitting)
-        if spec.level == "frame":
-            y = u[spec.name][idx[:, 1].numpy()] if spec.name in ("vad", "f0") else None
+        if spec.name in FRAME_TARGETS:  # label of the row's (last) frame, whatever the feature level
+            y = u[spec.name][idx[:, 1].numpy()]
             if spec.voiced_only:
                 keep = y > 0
                 X, y = X[torch.from_numpy(keep)], y[keep]
@@ -189,7 +191,7 @@ def evaluate_lobe(probes: MaskProbes, utts) -> dict:
         out = probes(torch.from_numpy(u["gates"]).float().unsqueeze(0))
         for name in probes.heads:
             spec, y = probes.spec(name), out[name][0].numpy()
-            if spec.level == "frame":
+            if name in FRAME_TARGETS:  # scored on every frame (a rate head: its running/window estimate)
                 preds[name].append(y)
                 truth[name].append(u[name])
             else:

@@ -49,3 +49,37 @@ def test_fit_probes_recipe_runs_and_exports_the_reported_probes(tmp_path, tiny_c
     truth = np.concatenate([u["vad"] for u in test])
     acc = float(((prob >= 0.5) == truth).mean())
     assert acc == pytest.approx(report["test_scores_mask_probes"]["vad"]["accuracy"], abs=1e-9)
+
+
+def test_rate_level_f0_head_takes_frame_labels_and_is_scored_per_frame(repo_root, recipe_module):
+    """An F0 head on sliding-window firing rates: each training row is labelled with the F0 of
+    its window's last frame (unvoiced rows dropped), and the exported lobe is scored on every
+    voiced frame, reproducing the sklearn predictions."""
+
+    from speechbrain_dyncp.lobes.probes import MaskProbes
+    from speechbrain_dyncp.probes.features import ProbeSpec
+    from speechbrain_dyncp.probes.fit import fit_probe
+
+    fp = recipe_module("recipes/DynCP/fit_probes.py")
+    rng = np.random.default_rng(0)
+    utts = []
+    for i in range(6):
+        gates = (rng.random((2, 40, 4)) < 0.5).astype(np.uint8)
+        f0 = np.where(rng.random(40) < 0.7, 100.0 + 50.0 * gates[0, :, 1], 0.0).astype(np.float32)
+        utts.append({"gates": gates, "f0": f0, "vad": (f0 > 0).astype(np.uint8)})
+    spec = ProbeSpec("f0", task="regress", level="rate", window=3, stride=1, target="log", voiced_only=True,
+                     reg=1e-3, n_channels=None)
+    X, y = fp.head_rows(spec, utts, None, rng, fitting=True)
+    voiced = np.concatenate([u["f0"] for u in utts])
+    assert len(y) == int((voiced > 0).sum()) and np.array_equal(y, voiced[voiced > 0])
+    u0 = utts[0]
+    t = int(np.flatnonzero(u0["f0"] > 0)[-1])  # last voiced frame of utterance 0
+    n0 = int((u0["f0"] > 0).sum())
+    expect = u0["gates"][:, t - 2 : t + 1].mean(1).reshape(-1)  # mean of the last 3 frames
+    np.testing.assert_allclose(X[n0 - 1], expect, atol=1e-6)
+    probe = fit_probe(spec, X, y, max_samples=None)
+    lobe = MaskProbes.from_sklearn({"f0": probe}, n_blocks=2, n_channels=4)
+    scores = fp.evaluate_lobe(lobe, utts)["f0"]
+    assert scores["n_frames"] == len(y)
+    pred = probe.predict(X)
+    assert scores["r2"] == pytest.approx(1 - ((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum(), abs=1e-5)
