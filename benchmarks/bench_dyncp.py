@@ -65,7 +65,7 @@ TRIED = {
                           "frames' gates, so executed MACs approach dense and gathers cost extra",
     "numpy_per_frame": "fastpath.py backend=numpy: cheaper dispatch than torch, still op-bound",
     "c_per_frame": "fastpath.py backend=c: one ctypes call per frame into dyncp_frame.c "
-                   "(gcc -O3 -march=native -ffast-math); a pruned channel costs one score compare",
+                   "(gcc -O3 -march=native, no -ffast-math); a pruned channel costs one score compare",
     "not_tried": "TorchScript / torch.compile: the number of active channels changes every frame "
                  "(dynamic shapes) and TorchScript keeps per-op dispatch; the C kernel removes per-op cost",
 }
@@ -152,6 +152,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", choices=["base", "small"], default="base")
     p.add_argument("--checkpoint", default=None, help="state dict of a trained gated model")
+    p.add_argument("--model", default=None, help="a model folder (e.g. speechbrain_dyncp/pretrained/dyncp_small)")
     p.add_argument("--gate-hidden", type=int, default=None, help="override the gate PW width r")
     p.add_argument("--wav", default=None, help="audio file to enhance (default: seeded noise)")
     p.add_argument("--seconds", type=float, default=8.0)
@@ -180,6 +181,12 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     build = DynCPEnhancer if args.config == "base" else dyncp_small
+    if args.model:  # a model folder: its own architecture (incl. input feature) and weights
+        from speechbrain_dyncp.export import read_module_definition
+
+        _, model_kwargs = read_module_definition(Path(args.model) / "hyperparams.yaml", "enhancer")
+        build = lambda **kw: DynCPEnhancer(**{**model_kwargs, **kw})  # noqa: E731
+        args.checkpoint = str(Path(args.model) / "enhancer.ckpt")
     kw = {} if args.gate_hidden is None else {"gate_hidden": args.gate_hidden}
     gated = build(**kw).eval()
     dense = build(gated=False).eval()
