@@ -30,9 +30,12 @@ from speechbrain_dyncp.streaming import block_plans
 
 _SRC = Path(__file__).with_name("dyncp_frame.c")
 _LIBS = {}
-# No -ffast-math: a shared object linked with it sets flush-to-zero / denormals-are-zero
-# for the whole process when loaded, silently changing every later torch/numpy result.
-_CFLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
+# Not -ffast-math: gcc then links crtfastmath.o, whose constructor sets flush-to-zero /
+# denormals-are-zero for the whole process when the kernel is loaded, silently changing
+# every later torch/numpy result. The individual flags below still let gcc vectorise the
+# dot-product reductions (reassociation), without touching the FPU state.
+_CFLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+           "-fno-signed-zeros", "-freciprocal-math", "-shared", "-fPIC")
 
 
 def _compile(real: str) -> Optional[ctypes.CDLL]:
