@@ -65,7 +65,7 @@ TRIED = {
                           "frames' gates, so executed MACs approach dense and gathers cost extra",
     "numpy_per_frame": "fastpath.py backend=numpy: cheaper dispatch than torch, still op-bound",
     "c_per_frame": "fastpath.py backend=c: one ctypes call per frame into dyncp_frame.c "
-                   "(gcc -O3 -march=native, no -ffast-math); a pruned channel costs one score compare",
+                   "(gcc -O3 -march=native + reassociation, not -ffast-math); a pruned channel costs one score compare",
     "not_tried": "TorchScript / torch.compile: the number of active channels changes every frame "
                  "(dynamic shapes) and TorchScript keeps per-op dispatch; the C kernel removes per-op cost",
 }
