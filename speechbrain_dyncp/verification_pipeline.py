@@ -276,7 +276,18 @@ def compute_embeddings(dataset, embed: EmbedFn, batch_size: int = 1, device: str
 # --------------------------------------------------------------------------- cohort + evaluation
 
 
-def speaker_means(embeddings: Mapping[str, torch.Tensor], speaker_of: Callable[[str], str] = lambda i: i.split("/")[0]
+def speaker_of_id(utt_id: str) -> str:
+    """Speaker of a VoxCeleb trial id (``spk/video/utt``) or a manifest chunk id (``spk--video--utt_s_e``).
+
+    Example
+    -------
+    >>> speaker_of_id("id10270/x6uYqmx31kE/00001"), speaker_of_id("id10001--1zcIwhmdeo4--00001_0.0_3.0")
+    ('id10270', 'id10001')
+    """
+    return utt_id.split("/")[0].split("--")[0]
+
+
+def speaker_means(embeddings: Mapping[str, torch.Tensor], speaker_of: Callable[[str], str] = speaker_of_id
                   ) -> torch.Tensor:
     """``[S, D]`` mean of the length-normalised embeddings of each speaker (a speaker-level cohort).
 
@@ -285,7 +296,7 @@ def speaker_means(embeddings: Mapping[str, torch.Tensor], speaker_of: Callable[[
     embeddings : dict
         id -> embedding.
     speaker_of : callable
-        id -> speaker (default: the first ``/`` component, VoxCeleb ids).
+        id -> speaker (default :func:`speaker_of_id`: VoxCeleb trial ids and manifest chunk ids).
 
     Example
     -------
@@ -314,8 +325,12 @@ def make_normalizer(method: str, cohort: Optional[Mapping[str, torch.Tensor]] = 
         return None
     if not cohort:
         raise ValueError(f"score normalisation {method!r} needs a cohort of embeddings (got none)")
-    mat = speaker_means(cohort) if speaker_mean else stack_embeddings(cohort, sorted(cohort))
-    return ScoreNormalizer(mat, method, top_k=top_k)
+    return ScoreNormalizer(cohort_matrix(cohort, speaker_mean), method, top_k=top_k)
+
+
+def cohort_matrix(cohort: Mapping[str, torch.Tensor], speaker_mean: bool = False) -> torch.Tensor:
+    """``[M, D]`` cohort used for score normalisation: the utterances, or per-speaker means."""
+    return speaker_means(cohort) if speaker_mean else stack_embeddings(cohort, sorted(cohort))
 
 
 def evaluate_trials(trials: Trials, embeddings: Mapping[str, torch.Tensor],
@@ -350,7 +365,8 @@ def run_verification(embed: EmbedFn, trials: Union[Trials, str, os.PathLike], ut
                      speaker_mean: bool = False, p_targets: Sequence[float] = (0.01, 0.05),
                      batch_size: int = 1, device: str = "cpu", max_cohort: Optional[int] = None,
                      out_dir: Optional[Union[str, os.PathLike]] = None,
-                     sample_rate: int = 16000) -> Dict[str, Dict[str, float]]:
+                     sample_rate: int = 16000,
+                     cohort_out: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, Dict[str, float]]:
     """Embed, score and evaluate a trial list with any embedding function, for each score normalisation.
 
     Arguments
@@ -383,6 +399,8 @@ def run_verification(embed: EmbedFn, trials: Union[Trials, str, os.PathLike], ut
         ``scores_<norm>.txt`` for the others, and ``metrics_all.json``.
     sample_rate : int
         Audio rate expected by ``embed``.
+    cohort_out : dict, optional
+        Filled with the cohort embeddings (id -> embedding), e.g. to store them in a model folder.
 
     Returns
     -------
@@ -407,6 +425,8 @@ def run_verification(embed: EmbedFn, trials: Union[Trials, str, os.PathLike], ut
     if cohort is not None and any(n not in (None, "none") for n in score_norms):
         for data in as_datasets(cohort, max_cohort):
             cohort_emb.update(compute_embeddings(data, embed, batch_size, device))
+    if cohort_out is not None:
+        cohort_out.update(cohort_emb)
     results = {}
     for k, method in enumerate(score_norms):
         norm = make_normalizer(method, cohort_emb, top_k=top_k if method == "as-norm" else None,

@@ -24,7 +24,13 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import infer_device, run_on_main
 
 from speechbrain_dyncp.metrics.verification import read_trials
-from speechbrain_dyncp.verification_pipeline import load_speaker_embedder, resolve_voxceleb_data, run_verification
+from speechbrain_dyncp.inference.speaker import add_verification_backend
+from speechbrain_dyncp.verification_pipeline import (
+    cohort_matrix,
+    load_speaker_embedder,
+    resolve_voxceleb_data,
+    run_verification,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +57,24 @@ def main(argv):
     save = Path(hparams["save_folder"])
     trials = read_trials(trial_file)
     embedder = load_speaker_embedder(hparams["model_dir"], device=device)
+    store = hparams["store_backend"]
+    if store and store not in norms:
+        raise ValueError(f"store_backend {store!r} must be one of score_norms {norms}")
+    cohort_emb = {}
     results = run_verification(
         embedder, trials, [save / "enrol.csv", save / "test.csv"],
         cohort=save / "train.csv" if "train" in splits else None, score_norms=norms,
         top_k=hparams["cohort_top_k"], speaker_mean=hparams["cohort_speaker_mean"],
         p_targets=hparams["p_targets"], batch_size=hparams["batch_size"], device=device,
-        max_cohort=hparams["max_cohort"], out_dir=hparams["output_folder"], sample_rate=hparams["sample_rate"])
+        max_cohort=hparams["max_cohort"], out_dir=hparams["output_folder"], sample_rate=hparams["sample_rate"],
+        cohort_out=cohort_emb)
+    if store:  # the model folder gets the cohort and the EER threshold of this trial list
+        cohort = cohort_matrix(cohort_emb, hparams["cohort_speaker_mean"]) if store != "none" else None
+        run_on_main(add_verification_backend, kwargs={
+            "model_dir": hparams["model_dir"], "cohort": cohort, "threshold": results[store]["EER_threshold"],
+            "score_norm": store, "top_k": hparams["cohort_top_k"]})
+        logger.info("Stored the %s backend (threshold %.4f) in %s", store, results[store]["EER_threshold"],
+                    hparams["model_dir"])
     for method, m in results.items():
         logger.info("%s %s", method, json.dumps({k: v for k, v in m.items() if k.startswith(("EER", "minDCF@"))}))
     return results

@@ -129,8 +129,8 @@ def add_verification_backend(model_dir, cohort: torch.Tensor, threshold: float, 
     model_dir : str or path-like
         Folder exported by ``recipes/VoxCeleb/train_speaker.py`` (has ``hyperparams.yaml``
         with ``modules`` and a ``pretrainer``).
-    cohort : torch.Tensor
-        ``[M, D]`` cohort embeddings (e.g. training-speaker means).
+    cohort : torch.Tensor or None
+        ``[M, D]`` cohort embeddings (e.g. training-speaker means); None with ``score_norm="none"``.
     threshold : float
         Calibrated threshold for scores normalised with ``score_norm``.
     score_norm : str
@@ -147,13 +147,19 @@ def add_verification_backend(model_dir, cohort: torch.Tensor, threshold: float, 
     text = hp.read_text().split("\n# --- verification backend")[0].rstrip("\n")
     if "modules:" not in text or "loadables:" not in text:
         raise ValueError(f"{hp} has no modules/pretrainer sections to extend")
-    m, d = cohort.shape
-    torch.save({"embeddings": cohort.detach().float().cpu()}, model_dir / "cohort.ckpt")
     block = (
         f"\n# --- verification backend (speechbrain_dyncp.inference.speaker.add_verification_backend)\n"
         f"score_norm: {score_norm}\ncohort_top_k: {int(top_k)}\nthreshold: {float(threshold)!r}\n"
-        f"cohort: !new:speechbrain_dyncp.inference.speaker.EmbeddingCohort\n    n_items: {m}\n    dim: {d}\n"
     )
+    if cohort is None:  # a threshold for raw cosine scores only
+        if score_norm != "none":
+            raise ValueError(f"score_norm {score_norm!r} needs a cohort")
+        text = text.replace("    cohort: !ref <cohort>\n", "").replace("        cohort: !ref <cohort>\n", "")
+        hp.write_text(text + "\n" + block)
+        return model_dir
+    m, d = cohort.shape
+    torch.save({"embeddings": cohort.detach().float().cpu()}, model_dir / "cohort.ckpt")
+    block += f"cohort: !new:speechbrain_dyncp.inference.speaker.EmbeddingCohort\n    n_items: {m}\n    dim: {d}\n"
     # register the cohort as a module and as a pretrainer loadable
     if "cohort: !ref <cohort>" not in text:
         text = text.replace("modules:\n", "modules:\n    cohort: !ref <cohort>\n", 1)

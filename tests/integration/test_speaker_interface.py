@@ -91,3 +91,15 @@ def test_dyncp_verify_cli(speaker_dir, tmp_path, capsys):
     (tmp_path / "bad.wav").write_bytes(b"not audio")
     assert main(["embed", str(tmp_path), "-o", str(out), "--model", str(d)]) == 1
     assert sorted(np.load(out).files) == ["a.wav"]
+
+
+def test_threshold_only_backend_for_raw_cosine(speaker_dir, tmp_path):
+    d, _ = speaker_dir
+    add_verification_backend(d, None, threshold=0.6, score_norm="none")
+    model = load_speaker_model(d)
+    assert model.threshold == 0.6 and model.normalizer is None
+    a = _wav(tmp_path / "a.wav", 110, 0)
+    score, decision = model.verify_files(a, a)
+    assert bool(decision) == (float(score) > 0.6)
+    with pytest.raises(ValueError, match="needs a cohort"):
+        add_verification_backend(d, None, threshold=0.6, score_norm="as-norm")

@@ -147,3 +147,25 @@ def test_exported_model_folder_round_trip(trained, tmp_path, small_corpus):
     with torch.no_grad():
         torch.testing.assert_close(sb_model.encode_batch(wav, torch.ones(1)).reshape(1, -1), ours(wav))
         assert sb_model.classify_batch(wav)[3][0] in set(sb_model.hparams.label_encoder.lab2ind)
+
+
+@pytest.mark.slow
+def test_verify_stores_cohort_and_threshold_for_the_interface(repo_root, small_corpus, trained, tmp_path):
+    """--store_backend=as-norm writes cohort + EER threshold; the interface then reproduces the recipe's scores."""
+    import shutil
+
+    from speechbrain_dyncp.inference.speaker import load_speaker_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(trained / "model", model_dir)
+    results = _verify(repo_root, small_corpus, model_dir, tmp_path / "v", "--score_norms=[as-norm]",
+                      "--store_backend=as-norm")
+    sv = load_speaker_model(model_dir)
+    assert sv.threshold == pytest.approx(results["as-norm"]["EER_threshold"])
+    assert sv.normalizer is not None and sv.normalizer.method == "as-norm" and sv.normalizer.top_k == 10
+    wav = small_corpus.voxceleb / "wav"
+    for line in (tmp_path / "v" / "scores.txt").read_text().splitlines()[:3]:
+        enrol, test, label, score = line.split()
+        got, decision = sv.verify_files(wav / f"{enrol}.wav", wav / f"{test}.wav")
+        assert float(got) == pytest.approx(float(score), abs=1e-3)
+        assert bool(decision) == (float(score) > sv.threshold)
