@@ -14,16 +14,14 @@ Authors
 """
 
 import logging
-from math import gcd
 from pathlib import Path
 from typing import Dict, Sequence, Union
 
 import numpy as np
 import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
-from speechbrain_dyncp.data.audio import AudioError, audio_info, list_audio_files, write_audio
+from speechbrain_dyncp.data.audio import AudioError, audio_info, list_audio_files, resample_array, write_audio
 from speechbrain_dyncp.data.manifest import (
     already_done,
     check_not_inside,
@@ -122,9 +120,8 @@ def prepare_noise_csv(
             target = path.resolve()
             if rate != sample_rate or chans != 1 or path.suffix.lower() != ".wav":
                 target = (save_folder / "converted" / f"{k}_{base.name}" / rel).with_suffix(".wav").resolve()
-                if rate != sample_rate:  # numpy polyphase: torch conv1d crawls on busy shared cores
-                    g = gcd(rate, sample_rate)
-                    wav = torch.from_numpy(resample_poly(wav.numpy(), sample_rate // g, rate // g).astype(np.float32))
+                if rate != sample_rate:
+                    wav = torch.from_numpy(resample_array(wav.numpy(), rate, sample_rate).astype(np.float32))
                 peak = float(wav.abs().max())
                 if not target.exists():  # an earlier run's copy of the same source
                     write_audio(target, wav / peak * 0.99 if peak > 0.99 else wav, sample_rate)

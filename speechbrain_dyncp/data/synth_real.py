@@ -24,14 +24,11 @@ import csv
 import logging
 from pathlib import Path
 
-from math import gcd
-
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
+from speechbrain_dyncp.data.audio import resample_array
 from speechbrain_dyncp.data.synth import _make_trials, _write
-
 
 logger = logging.getLogger(__name__)
 SR = 16000
@@ -43,9 +40,7 @@ def _copy(src: Path, dst: Path, first_channel: bool = False) -> int:
         return 1
     data, rate = sf.read(str(src), dtype="float64", always_2d=True)
     wav = data[:, 0] if first_channel else data.mean(axis=1)
-    if rate != SR:  # expected here: no warning per file; numpy polyphase (torch conv1d is slow on busy cores)
-        g = gcd(rate, SR)
-        wav = resample_poly(wav, SR // g, rate // g)
+    wav = resample_array(wav, rate, SR)  # expected here: no warning per file
     peak = float(np.max(np.abs(wav)))
     _write(dst, wav * (0.95 / peak) if peak > 0.95 else wav)
     return 1
