@@ -30,6 +30,7 @@ Authors
  * speechbrain-dyncp contributors
 """
 
+import collections
 import csv
 import json
 import logging
@@ -46,6 +47,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 import speechbrain_dyncp.brain
 from speechbrain_dyncp.brain import ddp_mean, unwrap
 from speechbrain_dyncp.data.audio import read_audio, write_audio
+from speechbrain_dyncp.data.labels import item_frame_labels
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards
 from speechbrain_dyncp.losses.dyncp import realised_ratio
 from speechbrain_dyncp.metrics.enhancement import (
@@ -80,7 +82,18 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
         if stage != sb.Stage.TRAIN:
             self._score(out, batch, stage)
         # Dense baseline: the gates are constant ones, so L_DCP is a constant; drop it.
-        return terms.loss if self.hparams.gated else terms.se
+        loss = terms.loss if self.hparams.gated else terms.se
+        if self.gate_probes is not None and stage != sb.Stage.TEST:
+            joint = self.gate_probes(out.gates, out.frame_mask, batch.vad.data, batch.f0.data)
+            for key, value in joint.terms.items():
+                self.sums[f"probe_{key}"] += value * n
+            loss = loss + joint.loss
+        return loss
+
+    @property
+    def gate_probes(self):
+        """The jointly trained gate read-outs (``losses/gate_probes.py``), or None."""
+        return getattr(self.modules, "gate_probes", None)
 
     def _score(self, out, batch, stage):
         """SI-SDR (+ PESQ/STOI where enabled) of enhanced and noisy audio; test rows."""
@@ -139,7 +152,7 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
 
     def on_stage_start(self, stage, epoch=None):
         """Reset the statistics of this stage."""
-        self.sums = {"se": 0.0, "ratio": 0.0, "n": 0}
+        self.sums = collections.defaultdict(float)
         self.scores = {"si_sdr": [], "si_sdri": [], "pesq": [], "stoi": []}
         self.rows = []
         self.use_pesq = self.hparams.use_pesq and pesq_available()
@@ -150,7 +163,9 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
     def _stage_stats(self, stage, loss):
         n = max(self.sums["n"], 1)
         # train batches differ per DDP rank: average the sums over ranks
-        stats = {"loss": loss, "se": ddp_mean(self.sums["se"] / n, n), "ratio": ddp_mean(self.sums["ratio"] / n, n)}
+        stats = {"loss": loss}
+        for key in sorted(k for k in self.sums if k != "n"):
+            stats[key] = ddp_mean(self.sums[key] / n, n)
         if stage != sb.Stage.TRAIN:
             for key, values in self.scores.items():
                 finite = [v for v in values if math.isfinite(v)]
@@ -240,8 +255,10 @@ def dataio_prep(hparams):
     of clean sources is first convolved with a random RIR (aligned to its direct
     path; the reverberant clean is then the target: denoising, not dereverberation).
     """
-    sr = hparams["sample_rate"]
+    sr, hop = hparams["sample_rate"], hparams["hop_length"]
     crop = int(hparams["crop_seconds"] * sr)
+    # Frame labels for the jointly trained gate read-outs (losses/gate_probes.py).
+    with_labels = bool(hparams.get("joint_probes"))
     noises = _read_noise_list(hparams["noise_csv"]) if hparams.get("noise_csv") else None
     rirs = _read_noise_list(hparams["rir_csv"]) if hparams.get("rir_csv") else None
 
@@ -251,13 +268,23 @@ def dataio_prep(hparams):
             raise ValueError(f"Length mismatch: {noisy_wav} ({noisy.numel()}) vs {clean_wav} ({clean.numel()})")
         return noisy, clean
 
-    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
-    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
-    def train_pipeline(noisy_wav, clean_wav):
+    def labels(row_id, labels_path, clean_wav, n_samples):
+        vad, f0 = item_frame_labels(labels_path, clean_wav, 1 + n_samples // hop, item=row_id)
+        return torch.from_numpy(vad).float(), torch.from_numpy(f0)
+
+    @sb.utils.data_pipeline.takes("id", "noisy_wav", "clean_wav", "labels")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig", "vad", "f0")
+    def train_pipeline(row_id, noisy_wav, clean_wav, labels_path):
         noisy, clean = read_pair(noisy_wav, clean_wav)
+        first = 0  # first label frame of the crop
         if crop and clean.numel() > crop:
-            start = random.randint(0, clean.numel() - crop)
+            # crops start on the hop grid, so crop frame t is utterance frame first + t
+            first = random.randint(0, (clean.numel() - crop) // hop)
+            start = first * hop
+            vad_f0 = labels(row_id, labels_path, clean_wav, clean.numel()) if with_labels else None
             noisy, clean = noisy[start : start + crop], clean[start : start + crop]
+        elif with_labels:
+            vad_f0 = labels(row_id, labels_path, clean_wav, clean.numel())
         if rirs and random.random() < hparams["reverb_prob"]:
             from speechbrain.processing.signal_processing import reverberate
 
@@ -274,16 +301,22 @@ def dataio_prep(hparams):
             noisy = clean.clone()
         yield noisy
         yield clean
+        if with_labels:
+            n = 1 + clean.numel() // hop
+            yield vad_f0[0][first : first + n]
+            yield vad_f0[1][first : first + n]
 
-    @sb.utils.data_pipeline.takes("noisy_wav", "clean_wav")
-    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig")
-    def eval_pipeline(noisy_wav, clean_wav):
+    @sb.utils.data_pipeline.takes("id", "noisy_wav", "clean_wav", "labels")
+    @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig", "vad", "f0")
+    def eval_pipeline(row_id, noisy_wav, clean_wav, labels_path):
         noisy, clean = read_pair(noisy_wav, clean_wav)
         yield noisy
         yield clean
+        if with_labels:
+            yield from labels(row_id, labels_path, clean_wav, clean.numel())
 
     datasets = {}
-    keys = ["id", "noisy_sig", "clean_sig", "noise", "snr"]
+    keys = ["id", "noisy_sig", "clean_sig", "noise", "snr"] + (["vad", "f0"] if with_labels else [])
     for split in ("train", "valid", "test"):
         pipeline = train_pipeline if split == "train" else eval_pipeline
         ds = make_dataset(
@@ -330,6 +363,9 @@ def main(argv):
     )
     prepare_data(hparams)
     datasets = dataio_prep(hparams)
+    if hparams.get("joint_probes"):  # trained (and checkpointed) with the enhancer
+        hparams["modules"]["gate_probes"] = hparams["gate_probes"]
+        hparams["checkpointer"].add_recoverable("gate_probes", hparams["gate_probes"])
 
     brain = DynCPBrain(
         modules=hparams["modules"],

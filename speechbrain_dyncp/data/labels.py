@@ -22,7 +22,8 @@ Authors
 """
 
 import os
-from typing import Dict, Union
+from pathlib import Path
+from typing import Dict, Tuple, Union
 
 import numpy as np
 from scipy.ndimage import median_filter
@@ -163,3 +164,55 @@ def autocorr_f0(
     lag = k + np.clip(shift, -0.5, 0.5)
     voiced = (y1 < voicing_threshold) & (energy_vad(x, hop) > 0)
     return np.where(voiced, sample_rate / lag, 0.0).astype(np.float32)
+
+
+def item_frame_labels(
+    labels_path, clean_wav, n: int, source: str = "auto", item: str = "", sample_rate: int = 16000
+) -> Tuple[np.ndarray, np.ndarray]:
+    """``vad`` (uint8) and ``f0`` (Hz, 0 = unvoiced) ``[n]`` of one manifest item.
+
+    ``source="auto"`` reads the corpus label file where the item has one and
+    otherwise estimates both on the clean reference (:func:`energy_vad`,
+    :func:`autocorr_f0`); ``"corpus"`` requires the file, ``"estimate"``
+    always estimates. A label grid one frame off ``n`` (rounding of the
+    length) is padded or cut; anything else raises, naming ``item``.
+
+    Arguments
+    ---------
+    labels_path : str, path-like or file-like
+        The manifest's ``labels`` column (may be empty).
+    clean_wav : str or path-like
+        The clean reference, read only when estimating.
+    n : int
+        Frames the enhancer gives for the item.
+    source : str
+        ``"auto"``, ``"corpus"`` or ``"estimate"``.
+    item : str
+        Item id for error messages.
+    sample_rate : int
+        Rate the clean reference is read at.
+
+    Example
+    -------
+    >>> p = getfixture("tmp_path") / "u.npz"
+    >>> np.savez(p, vad=np.array([0, 1, 1], np.uint8), f0=np.array([0, 100, 110], np.float32))
+    >>> vad, f0 = item_frame_labels(str(p), None, 4)
+    >>> vad.tolist(), f0.tolist()
+    ([0, 1, 1, 0], [0.0, 100.0, 110.0, 0.0])
+    """
+    has_file = bool(labels_path) and (not isinstance(labels_path, (str, os.PathLike)) or Path(labels_path).exists())
+    if source != "estimate" and has_file:
+        lab = load_frame_labels(labels_path)
+        vad, f0 = lab["vad"].astype(np.uint8), lab["f0"].astype(np.float32)
+    elif source == "corpus":
+        raise FileNotFoundError(f"label_source=corpus but {item} has no label file ({labels_path!r})")
+    else:
+        from speechbrain_dyncp.data.audio import read_audio
+
+        clean = read_audio(clean_wav, sample_rate).double().numpy()
+        vad = energy_vad(clean)
+        f0 = (autocorr_f0(clean, sample_rate) * vad).astype(np.float32)
+    if abs(len(vad) - n) > 1:
+        raise ValueError(f"{item}: {len(vad)} label frames but the enhancer gives {n}")
+    pad = max(0, n - len(vad))
+    return np.pad(vad, (0, pad))[:n], np.pad(f0, (0, pad))[:n]

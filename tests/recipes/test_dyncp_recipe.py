@@ -68,7 +68,7 @@ def test_on_the_fly_mixing_keeps_clean_target(repo_root, tiny_corpus, tmp_path, 
     dataio_prep = recipe_module("recipes/DynCP/train.py").dataio_prep
     prepare_voicebank(tiny_corpus.voicebank, tmp_path)
     noise_csv = prepare_noise_csv(tiny_corpus.musan / "noise", tmp_path / "noise.csv")
-    hparams = {"sample_rate": 16000, "crop_seconds": 0.5, "noise_csv": str(noise_csv),
+    hparams = {"sample_rate": 16000, "hop_length": 256, "crop_seconds": 0.5, "noise_csv": str(noise_csv),
                "rir_csv": str(tiny_corpus.rirs / "rirs.csv"), "mix_prob": 1.0, "reverb_prob": 1.0, "snr_low": 3.0, "snr_high": 6.0,
                "data_folder": str(tiny_corpus.voicebank)}
     for split in ("train", "valid", "test"):
@@ -82,3 +82,53 @@ def test_on_the_fly_mixing_keeps_clean_target(repo_root, tiny_corpus, tmp_path, 
     test_item = data["test"][0]  # evaluation items: whole files, as written
     assert test_item["noisy_sig"].shape == test_item["clean_sig"].shape
     assert test_item["noisy_sig"].numel() > 8000
+
+
+def test_joint_probe_labels_follow_the_training_crop(tiny_corpus, tmp_path, recipe_module):
+    """With joint_probes, a training crop starts on the hop grid and carries the corpus labels of
+    exactly its frames (crop frame t = utterance frame start / hop + t)."""
+    import numpy as np
+
+    from speechbrain_dyncp.data.audio import read_audio
+    from speechbrain_dyncp.data.labels import load_frame_labels
+    from speechbrain_dyncp.data.voicebank import prepare_voicebank
+
+    dataio_prep = recipe_module("recipes/DynCP/train.py").dataio_prep
+    prepare_voicebank(tiny_corpus.voicebank, tmp_path)
+    hparams = {"sample_rate": 16000, "hop_length": 256, "crop_seconds": 0.5, "joint_probes": True,
+               "data_folder": str(tiny_corpus.voicebank)}
+    for split in ("train", "valid", "test"):
+        hparams[f"{split}_annotation"] = str(tmp_path / f"{split}.csv")
+    data = dataio_prep(hparams)
+    for i in range(3):
+        item = data["train"][i]
+        uid = item["id"]
+        full = read_audio(tiny_corpus.voicebank / "clean_trainset_wav" / f"{uid}.wav").numpy()
+        crop = item["clean_sig"].numpy()
+        starts = [s for s in range(len(full) - len(crop) + 1) if np.array_equal(full[s : s + len(crop)], crop)]
+        assert starts and starts[0] % 256 == 0
+        lab = load_frame_labels(tiny_corpus.voicebank / "labels" / f"{uid}.npz")
+        first, n = starts[0] // 256, 1 + len(crop) // 256
+        assert np.array_equal(item["vad"].numpy(), lab["vad"][first : first + n])
+        assert np.array_equal(item["f0"].numpy(), lab["f0"][first : first + n])
+    test_item = data["test"][0]  # evaluation items: whole-utterance labels
+    assert len(test_item["vad"]) == 1 + len(test_item["clean_sig"]) // 256
+
+
+def test_joint_probe_heads_train_and_are_checkpointed(repo_root, tiny_corpus, tmp_path):
+    """--joint_probes=True logs the head losses and saves the heads with the enhancer."""
+    out = tmp_path / "run"
+    _run(repo_root, out, f"--data_folder={tiny_corpus.voicebank}", "--joint_probes=True", "--number_of_epochs=1",
+         "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False", "--save_enhanced=False")
+    log = (out / "train_log.txt").read_text()
+    assert "train probe_f0" in log and "valid probe_vad" in log
+    (ckpt,) = (out / "save").glob("CKPT+*")
+    state = torch_load(ckpt / "gate_probes.ckpt")
+    assert set(state) == {"heads.vad.weight", "heads.vad.bias", "heads.f0.weight", "heads.f0.bias"}
+    assert state["heads.f0.weight"].shape == (1, 6 * 128)
+
+
+def torch_load(path):
+    import torch
+
+    return torch.load(path, weights_only=True)
