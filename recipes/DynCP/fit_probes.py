@@ -38,7 +38,7 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dyncp.data.audio import read_audio
-from speechbrain_dyncp.data.labels import autocorr_f0, energy_vad, load_frame_labels
+from speechbrain_dyncp.data.labels import item_frame_labels
 from speechbrain_dyncp.efficiency import macs_per_frame
 from speechbrain_dyncp.lobes.probes import MaskProbes
 from speechbrain_dyncp.probes.features import ProbeSpec, spec_features
@@ -70,12 +70,14 @@ def prepare_rows(hp) -> list:
 
         folder = build_corpus(Path(hp["output_folder"]) / "corpus", hp["corpus_preset"], hp["corpus_seed"]).voicebank
     csvs = prepare_voicebank(folder, hp["save_folder"])
-    rows = [r for s in hp["probe_sets"] for r in csv.DictReader(open(csvs[s]))]
+    rows = [dict(r, manifest=s) for s in hp["probe_sets"] for r in csv.DictReader(open(csvs[s]))]
     rng = np.random.default_rng(hp["seed"])
     if len(rows) > hp["max_utterances"]:
         rows = [rows[i] for i in sorted(rng.choice(len(rows), hp["max_utterances"], replace=False))]
     spk = [r["spk_id"] for r in rows]
-    if hp["split_by"] == "utterance":  # diagnostic only: test speakers are also seen in training
+    if hp["split_by"] == "manifest":  # the enhancer's own split: test speakers unseen by enhancer and probes
+        is_test = np.array([r["manifest"] in hp["probe_test_sets"] for r in rows], dtype=bool)
+    elif hp["split_by"] == "utterance":  # diagnostic only: test speakers are also seen in training
         is_test = rng.random(len(rows)) < hp["test_fraction"]
     else:
         is_test = speaker_split(spk, hp["test_fraction"], hp["seed"]) | np.isin(spk, list(hp["test_speakers"]))
@@ -118,20 +120,8 @@ def load_enhancer(hp):
 
 def frame_labels(row, n: int, source: str) -> dict:
     """``vad`` and ``f0`` ``[n]`` for one manifest row (corpus npz or estimated on the clean signal)."""
-    lab_path = row.get("labels") or ""
-    if source != "estimate" and lab_path and Path(lab_path).exists():
-        lab = load_frame_labels(lab_path)
-        vad, f0 = lab["vad"].astype(np.uint8), lab["f0"].astype(np.float32)
-    elif source == "corpus":
-        raise FileNotFoundError(f"label_source=corpus but {row['ID']} has no label file ({lab_path!r})")
-    else:
-        clean = read_audio(row["clean_wav"], 16000).double().numpy()
-        vad = energy_vad(clean)
-        f0 = (autocorr_f0(clean) * vad).astype(np.float32)
-    if abs(len(vad) - n) > 1:
-        raise ValueError(f"{row['ID']}: {len(vad)} label frames but the enhancer gives {n}")
-    pad = max(0, n - len(vad))
-    return {"vad": np.pad(vad, (0, pad))[:n], "f0": np.pad(f0, (0, pad))[:n]}
+    vad, f0 = item_frame_labels(row.get("labels") or "", row["clean_wav"], n, source, item=row["ID"])
+    return {"vad": vad, "f0": f0}
 
 
 @torch.no_grad()
@@ -294,7 +284,7 @@ def markdown(r: dict) -> str:
         f"split by {r['split_by']}",
         f"train {r['n_train_utts']} utts / {len(r['train_speakers'])} speakers; "
         f"test {r['n_test_utts']} utts / {len(r['test_speakers'])} "
-        f"{'held-apart' if r['split_by'] == 'speaker' else 'seen (utterance split)'} speakers; "
+        f"{'seen (utterance split)' if r['split_by'] == 'utterance' else 'held-apart'} speakers; "
         f"gate density {r['gate_density_test']:.3f}", "",
         "| head | metric | test |", "|---|---|---|",
     ]

@@ -50,7 +50,7 @@ from speechbrain_dyncp.data import noise_synth, speech_synth
 logger = logging.getLogger(__name__)
 
 SR = speech_synth.SAMPLE_RATE
-VERSION = 1
+VERSION = 2  # 2: small preset with VoiceBank's 28 training speakers and 8 test speakers
 PRESETS = {
     # spk = speakers in the training pool, trial_spk = held-out trial speakers.
     "tiny": dict(spk=5, trial_spk=3, sessions=2, utts=3, dur=(2.0, 3.0), vb_spk=4, vb_utts=10,
@@ -59,8 +59,8 @@ PRESETS = {
     "demo": dict(spk=9, trial_spk=3, sessions=2, utts=4, dur=(2.0, 3.5), vb_spk=6, vb_utts=16,
                  vb_test_spk=2, vb_test_utts=12, vb_dur=(2.0, 3.5), noise_files=2, noise_dur=8.0,
                  talkers=6, talker_dur=12.0, rirs=8),
-    "small": dict(spk=18, trial_spk=6, sessions=3, utts=4, dur=(2.0, 4.0), vb_spk=8, vb_utts=36,
-                  vb_test_spk=2, vb_test_utts=30, vb_dur=(2.0, 4.0), noise_files=3, noise_dur=10.0,
+    "small": dict(spk=18, trial_spk=6, sessions=3, utts=4, dur=(2.0, 4.0), vb_spk=28, vb_utts=10,
+                  vb_test_spk=8, vb_test_utts=10, vb_dur=(2.0, 4.0), noise_files=3, noise_dur=10.0,
                   talkers=8, talker_dur=15.0, rirs=12),
 }
 
