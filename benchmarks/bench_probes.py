@@ -20,7 +20,7 @@ importable is skipped with a note in the JSON.
 
 Usage::
 
-    python benchmarks/bench_probes.py --fit_dir results/probes_fit_base --out benchmarks/results/probes.json
+    python benchmarks/bench_probes.py --fit_dir results/DynCP_probes/v2_full_joint --out benchmarks/results/probes_embedded.json
 
 Authors
  * speechbrain-dyncp contributors

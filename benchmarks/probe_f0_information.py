@@ -17,8 +17,8 @@ speaker-disjoint F0 probe must predict the register of unseen speakers).
 
 Usage::
 
-    python benchmarks/probe_f0_information.py --fit_dir results/probes_fit_base \\
-        --enhancer_experiment results/probes_dyncp_base --out benchmarks/results/probe_f0_information_base.json
+    python benchmarks/probe_f0_information.py --fit_dir results/DynCP_probes/v2_jointA \\
+        --enhancer_experiment results/DynCP/v2/jointA --out benchmarks/results/probe_f0_information_small_joint.json
 
 Authors
  * speechbrain-dyncp contributors
