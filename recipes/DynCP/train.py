@@ -276,15 +276,13 @@ def dataio_prep(hparams):
     @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig", "vad", "f0")
     def train_pipeline(row_id, noisy_wav, clean_wav, labels_path):
         noisy, clean = read_pair(noisy_wav, clean_wav)
+        vad_f0 = labels(row_id, labels_path, clean_wav, clean.numel()) if with_labels else None
         first = 0  # first label frame of the crop
         if crop and clean.numel() > crop:
             # crops start on the hop grid, so crop frame t is utterance frame first + t
             first = random.randint(0, (clean.numel() - crop) // hop)
             start = first * hop
-            vad_f0 = labels(row_id, labels_path, clean_wav, clean.numel()) if with_labels else None
             noisy, clean = noisy[start : start + crop], clean[start : start + crop]
-        elif with_labels:
-            vad_f0 = labels(row_id, labels_path, clean_wav, clean.numel())
         if rirs and random.random() < hparams["reverb_prob"]:
             from speechbrain.processing.signal_processing import reverberate
 
