@@ -44,15 +44,6 @@ def _verify(repo_root, corpus, model_dir, out, *extra):
         f"--model_dir={model_dir}", f"--output_folder={out}", "--device=cpu", "--cohort_top_k=10", *extra])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: this small ECAPA gains little from a second one, which spin-waits on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
     from speechbrain_dyncp.data.synth import build_corpus

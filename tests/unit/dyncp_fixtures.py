@@ -1,8 +1,5 @@
 """Shared fixtures of the DynCP model tests (import them into a test module).
 
-* ``one_thread`` (autouse): per-frame DynCP ops are tiny; on a loaded 2-core
-  machine a second OpenMP thread only adds synchronisation cost (measured ~10x
-  slower streaming tests).
 * ``planted_model``: a tiny causal gated float64 model (no gate flips from
   rounding) with non-trivial norm statistics and ~30% planted gates.
 """
@@ -12,15 +9,6 @@ import torch
 
 from speechbrain_dyncp.efficiency import plant_gate_ratio
 from speechbrain_dyncp.lobes.enhancer import dyncp_small
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Set torch to 1 thread for the module, then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from speechbrain_dyncp.efficiency import (
 )
 from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
 
-from dyncp_fixtures import one_thread  # noqa: F401 (autouse fixture)
 
 TINY = dict(n_fft=16, hop_length=8, channels=4, hidden=6, kernel_size=3, n_stacks=1, n_blocks=2,
             gate_hidden=3, gate_window=2)

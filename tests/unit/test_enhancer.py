@@ -5,7 +5,6 @@ import torch
 
 from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer, dyncp_small, masked_istft
 
-from dyncp_fixtures import one_thread  # noqa: F401 (autouse fixture)
 
 TINY = dict(channels=8, hidden=12, n_stacks=1, n_blocks=3, gate_hidden=4, gate_window=3)
 

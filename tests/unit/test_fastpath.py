@@ -8,7 +8,7 @@ from speechbrain_dyncp.efficiency import plant_gate_ratio
 from speechbrain_dyncp.fastpath import FastStreamer, c_available
 from speechbrain_dyncp.lobes.enhancer import dyncp_small
 
-from dyncp_fixtures import one_thread, planted_model  # noqa: F401 (fixtures)
+from dyncp_fixtures import planted_model  # noqa: F401 (fixture)
 
 BACKENDS = ["numpy", pytest.param("c", marks=pytest.mark.skipif(not c_available(), reason="no gcc"))]
 

@@ -5,8 +5,6 @@ import torch
 
 from speechbrain_dyncp.lobes.gates import ChannelGate, heaviside, moving_average
 
-from dyncp_fixtures import one_thread  # noqa: F401 (autouse fixture)
-
 
 def test_gates_exactly_binary_in_eval_and_train():
     """The Heaviside forward is binary in both modes (only backward is relaxed)."""

@@ -6,7 +6,7 @@ import torch
 from speechbrain_dyncp.efficiency import macs_per_frame
 from speechbrain_dyncp.lobes.enhancer import dyncp_small
 
-from dyncp_fixtures import one_thread, planted_model  # noqa: F401 (fixtures)
+from dyncp_fixtures import planted_model  # noqa: F401 (fixture)
 
 
 @pytest.fixture(scope="module")
