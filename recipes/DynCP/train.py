@@ -48,6 +48,7 @@ import speechbrain_dyncp.brain
 from speechbrain_dyncp.brain import ddp_mean, unwrap
 from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import item_frame_labels
+from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards
 from speechbrain_dyncp.losses.dyncp import realised_ratio
 from speechbrain_dyncp.metrics.enhancement import (
@@ -249,9 +250,11 @@ def dataio_prep(hparams):
     """Train/valid/test ``DynamicItemDataset``s giving ``noisy_sig`` and ``clean_sig``.
 
     Training items are random crops of ``crop_seconds`` (one offset for both
-    signals). Where ``noise_csv`` is given, a ``mix_prob`` share of training items
-    is re-mixed on the fly (``mix_at_snr`` keeps the clean level, so the target
-    stays the clean signal); where ``rir_csv`` is given, a ``reverb_prob`` share
+    signals). With ``speed_perturb``, a ``speed_prob`` share of training items is
+    first played at a random speed from ``speed_factors`` (both signals and the
+    frame labels; ``data/speed.py``). Where ``noise_csv`` is given, a
+    ``mix_prob`` share of training items is re-mixed on the fly (``mix_at_snr``
+    keeps the clean level, so the target stays the clean signal); where ``rir_csv`` is given, a ``reverb_prob`` share
     of clean sources is first convolved with a random RIR (aligned to its direct
     path; the reverberant clean is then the target: denoising, not dereverberation).
     """
@@ -259,6 +262,7 @@ def dataio_prep(hparams):
     crop = int(hparams["crop_seconds"] * sr)
     # Frame labels for the jointly trained gate read-outs (losses/gate_probes.py).
     with_labels = bool(hparams.get("joint_probes"))
+    speeds = hparams.get("speed_factors") if hparams.get("speed_perturb") else None
     noises = _read_noise_list(hparams["noise_csv"]) if hparams.get("noise_csv") else None
     rirs = _read_noise_list(hparams["rir_csv"]) if hparams.get("rir_csv") else None
 
@@ -277,6 +281,11 @@ def dataio_prep(hparams):
     def train_pipeline(row_id, noisy_wav, clean_wav, labels_path):
         noisy, clean = read_pair(noisy_wav, clean_wav)
         vad_f0 = labels(row_id, labels_path, clean_wav, clean.numel()) if with_labels else None
+        if speeds and random.random() < hparams["speed_prob"]:
+            factor = random.choice(speeds)
+            noisy, clean = perturb_speed(noisy, factor), perturb_speed(clean, factor)
+            if with_labels:
+                vad_f0 = perturb_speed_labels(*vad_f0, factor, clean.numel(), hop)
         first = 0  # first label frame of the crop
         if crop and clean.numel() > crop:
             # crops start on the hop grid, so crop frame t is utterance frame first + t

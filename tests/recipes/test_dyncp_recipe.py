@@ -115,6 +115,37 @@ def test_joint_probe_labels_follow_the_training_crop(tiny_corpus, tmp_path, reci
     assert len(test_item["vad"]) == 1 + len(test_item["clean_sig"]) // 256
 
 
+def test_speed_perturbed_training_items_carry_scaled_labels(tiny_corpus, tmp_path, recipe_module):
+    """With speed_perturb, a training item is the file played faster (both signals) and its F0
+    labels are the corpus labels of the matching original frames, times the factor."""
+    import numpy as np
+    import torch
+
+    from speechbrain_dyncp.data.audio import read_audio
+    from speechbrain_dyncp.data.labels import load_frame_labels
+    from speechbrain_dyncp.data.speed import perturb_speed
+    from speechbrain_dyncp.data.voicebank import prepare_voicebank
+
+    dataio_prep = recipe_module("recipes/DynCP/train.py").dataio_prep
+    prepare_voicebank(tiny_corpus.voicebank, tmp_path)
+    hparams = {"sample_rate": 16000, "hop_length": 256, "crop_seconds": 0, "joint_probes": True,
+               "speed_perturb": True, "speed_factors": [1.25], "speed_prob": 1.0,
+               "data_folder": str(tiny_corpus.voicebank)}
+    for split in ("train", "valid", "test"):
+        hparams[f"{split}_annotation"] = str(tmp_path / f"{split}.csv")
+    item = dataio_prep(hparams)["train"][0]
+    full = read_audio(tiny_corpus.voicebank / "clean_trainset_wav" / f"{item['id']}.wav")
+    assert item["clean_sig"].numel() == int(np.ceil(full.numel() / 1.25))
+    lab = load_frame_labels(tiny_corpus.voicebank / "labels" / f"{item['id']}.npz")
+    src = np.minimum(np.round(np.arange(len(item["f0"])) * 1.25).astype(int), len(lab["f0"]) - 1)
+    assert len(item["f0"]) == 1 + item["clean_sig"].numel() // 256
+    np.testing.assert_allclose(item["f0"].numpy(), lab["f0"][src] * 1.25, rtol=1e-6)
+    assert np.array_equal(item["vad"].numpy(), lab["vad"][src])
+    # noisy - clean is still the file's noise, sped up the same way
+    noise = read_audio(tiny_corpus.voicebank / "noisy_trainset_wav" / f"{item['id']}.wav") - full
+    torch.testing.assert_close(item["noisy_sig"] - item["clean_sig"], perturb_speed(noise, 1.25), atol=1e-5, rtol=0)
+
+
 def test_joint_probe_heads_train_and_are_checkpointed(repo_root, tiny_corpus, tmp_path):
     """--joint_probes=True logs the head losses and saves the heads with the enhancer."""
     out = tmp_path / "run"
