@@ -38,7 +38,8 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dyncp.data.audio import read_audio
-from speechbrain_dyncp.data.labels import item_frame_labels
+from speechbrain_dyncp.data.labels import item_frame_labels, n_frames
+from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels
 from speechbrain_dyncp.efficiency import macs_per_frame
 from speechbrain_dyncp.lobes.probes import MaskProbes
 from speechbrain_dyncp.probes.features import ProbeSpec, spec_features
@@ -125,15 +126,21 @@ def frame_labels(row, n: int, source: str) -> dict:
 
 
 @torch.no_grad()
-def collect(enhancer, rows, hp) -> list:
-    """Run the enhancer; per utterance: gates ``[L, N, H]`` uint8 + labels. Bad items are skipped."""
+def collect(enhancer, rows, hp, speed: float = 1.0) -> list:
+    """Run the enhancer; per utterance: gates ``[L, N, H]`` uint8 + labels. Bad items are skipped.
+
+    ``speed`` != 1 plays every item that much faster first (``data/speed.py``:
+    the labels follow, F0 scaled); such utterances get the id ``<ID>@x<speed>``.
+    """
     rows = sorted(rows, key=lambda r: float(r["duration"]))
     utts, bs = [], hp["batch_size"]
     for i in range(0, len(rows), bs):
-        batch, wavs = [], []
+        batch, wavs, n_orig = [], [], []
         for r in rows[i : i + bs]:
             try:
-                wavs.append(read_audio(r["noisy_wav"], 16000))
+                wav = read_audio(r["noisy_wav"], 16000)
+                wavs.append(perturb_speed(wav, speed))
+                n_orig.append(n_frames(len(wav)))
                 batch.append(r)
             except (OSError, ValueError) as exc:
                 logger.warning("skipping %s: %s", r["ID"], exc)
@@ -144,11 +151,18 @@ def collect(enhancer, rows, hp) -> list:
         out = enhancer(x, torch.tensor([len(w) / T for w in wavs]))
         for b, r in enumerate(batch):
             n = int(out.frame_mask[b].sum())
-            utt = {"id": r["ID"], "spk": r["spk_id"], "split": r["split"], "noise": r["noise"], "snr": float(r["snr"])}
+            uid = r["ID"] if speed == 1.0 else f"{r['ID']}@x{speed}"
+            utt = {"id": uid, "src": r["ID"], "spk": r["spk_id"], "split": r["split"], "noise": r["noise"],
+                   "snr": float(r["snr"])}
             utt["gates"] = out.gates[b, :, :n].to(torch.uint8).numpy()
-            utt.update(frame_labels(r, n, hp["label_source"]))
+            lab = frame_labels(r, n if speed == 1.0 else n_orig[b], hp["label_source"])
+            if speed != 1.0:
+                vad, f0 = perturb_speed_labels(torch.from_numpy(lab["vad"]), torch.from_numpy(lab["f0"]),
+                                               speed, len(wavs[b]))
+                lab = {"vad": vad.numpy(), "f0": f0.numpy()}
+            utt.update(lab)
             utts.append(utt)
-        logger.info("masks: %d / %d utterances", len(utts), len(rows))
+        logger.info("masks%s: %d / %d utterances", "" if speed == 1.0 else f" (speed {speed})", len(utts), len(rows))
     return utts
 
 
@@ -210,16 +224,20 @@ def main(argv):
     rows = prepare_rows(hp)
     enhancer, ckpt = load_enhancer(hp)
     cache = Path(hp["save_folder"]) / "masks.pt"
-    key = {"ckpt": ckpt, "ids": [r["ID"] for r in rows], "label_source": hp["label_source"]}
+    speeds = [float(f) for f in hp.get("fit_speed_factors") or [] if float(f) != 1.0]
+    key = {"ckpt": ckpt, "ids": [r["ID"] for r in rows], "label_source": hp["label_source"], "speeds": speeds}
     found = torch.load(cache, weights_only=False) if cache.exists() else None
     if found is not None and found["key"] == key:
         utts = found["utts"]  # same enhancer weights and data: reuse the collected masks
         split = {r["ID"]: r["split"] for r in rows}
         for u in utts:
-            u["split"] = split[u["id"]]
+            u["split"] = split[u.get("src", u["id"])]
         logger.info("Reusing the masks collected in %s", cache)
     else:
         utts = collect(enhancer, rows, hp)
+        fit_rows = [r for r in rows if r["split"] == "train"]
+        for speed in speeds:  # speed-perturbed copies of the fitting items only
+            utts += collect(enhancer, fit_rows, hp, speed)
         torch.save({"key": key, "utts": utts}, cache)
     train = [u for u in utts if u["split"] == "train"]
     test = [u for u in utts if u["split"] == "test"]

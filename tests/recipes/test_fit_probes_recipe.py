@@ -83,3 +83,32 @@ def test_rate_level_f0_head_takes_frame_labels_and_is_scored_per_frame(repo_root
     assert scores["n_frames"] == len(y)
     pred = probe.predict(X)
     assert scores["r2"] == pytest.approx(1 - ((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum(), abs=1e-5)
+
+
+def test_speed_perturbed_fitting_copies_carry_scaled_labels_and_their_own_gates(tiny_corpus, recipe_module):
+    """fit_speed_factors: a copy of a fitting item holds the gates of the sped-up audio and the
+    corpus labels of the matching original frames, F0 times the factor; its id names the speed."""
+    from speechbrain_dyncp.data.audio import read_audio
+    from speechbrain_dyncp.data.labels import load_frame_labels
+    from speechbrain_dyncp.data.speed import perturb_speed
+    from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+
+    collect = recipe_module("recipes/DynCP/fit_probes.py").collect
+    torch.manual_seed(0)
+    model = DynCPEnhancer(channels=16, hidden=16, n_stacks=1, n_blocks=2, gate_hidden=8, gate_init_bias=0.0).eval()
+    vb = tiny_corpus.voicebank
+    uid = sorted(p.stem for p in (vb / "noisy_trainset_wav").glob("*.wav"))[0]
+    row = {"ID": uid, "spk_id": uid.split("_")[0], "split": "train", "noise": "white", "snr": "5.0",
+           "noisy_wav": str(vb / "noisy_trainset_wav" / f"{uid}.wav"), "clean_wav": str(vb / "clean_trainset_wav" / f"{uid}.wav"),
+           "labels": str(vb / "labels" / f"{uid}.npz"), "duration": "2.0"}
+    (plain,) = collect(model, [row], {"batch_size": 1, "label_source": "corpus"})
+    (fast,) = collect(model, [row], {"batch_size": 1, "label_source": "corpus"}, speed=1.25)
+    assert plain["id"] == uid and fast["id"] == f"{uid}@x1.25" and fast["src"] == uid and fast["split"] == "train"
+    lab = load_frame_labels(vb / "labels" / f"{uid}.npz")
+    src = np.minimum(np.round(np.arange(len(fast["f0"])) * 1.25).astype(int), len(lab["f0"]) - 1)
+    np.testing.assert_allclose(fast["f0"], lab["f0"][src] * 1.25, rtol=1e-6)
+    np.testing.assert_array_equal(plain["f0"], lab["f0"])
+    with torch.no_grad():
+        gates = model(perturb_speed(read_audio(row["noisy_wav"]), 1.25)[None]).gates[0].to(torch.uint8).numpy()
+    np.testing.assert_array_equal(fast["gates"], gates)
+    assert fast["gates"].shape[1] == len(fast["f0"]) and 0 < fast["gates"].mean() < 1
