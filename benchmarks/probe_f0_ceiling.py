@@ -12,9 +12,9 @@ Trained twice: on the files as they are, and with every training file also
 played at each ``--speeds`` factor (``data/speed.py``), as ``train.yaml:
 speed_perturb`` does for the enhancer.
 
-Reported: R^2 of F0 in Hz (the probes' headline metric), R^2 of ln F0 and the
-R^2 of the per-speaker means (register), next to the fit folder's own F0
-probe.
+Reported: R^2 of F0 in Hz on the test speakers (the probes' headline metric)
+and on the training frames, R^2 of ln F0 and the R^2 of the per-speaker means
+(register), next to the fit folder's own F0 probe.
 
 Usage::
 
@@ -89,10 +89,11 @@ def train_and_score(train, test, a, speeds):
         opt.step()
     with torch.no_grad():
         pred = (2 ** (head(heaviside(net((Xte - mu) / sd)))[:, 0] + ref)).numpy()
+        fit = (2 ** (head(heaviside(net(Xn)))[:, 0] + ref)).numpy()
     true = yte.numpy()
     means = {s: (pred[spk == s].mean(), true[spk == s].mean()) for s in set(spk)}
     pm, tm = np.array([means[s][0] for s in spk]), np.array([means[s][1] for s in spk])
-    return {"train_frames": len(Xtr), "test_frames": len(Xte), "r2_hz": r2(pred, true),
+    return {"train_frames": len(Xtr), "test_frames": len(Xte), "r2_hz_train": r2(fit, ytr.numpy()), "r2_hz": r2(pred, true),
             "r2_ln": r2(np.log(pred), np.log(true)), "r2_speaker_means": r2(pm, tm)}
 
 
