@@ -146,6 +146,33 @@ def test_speed_perturbed_training_items_carry_scaled_labels(tiny_corpus, tmp_pat
     torch.testing.assert_close(item["noisy_sig"] - item["clean_sig"], perturb_speed(noise, 1.25), atol=1e-5, rtol=0)
 
 
+def test_joint_probe_labels_from_shards_equal_those_from_the_csv(tiny_corpus, tmp_path, recipe_module):
+    """data_format=shards: the labels npz travels inside the shard and is read from the in-memory
+    file; every item's vad / f0 (train and test pipelines) equals the CSV path's."""
+    import torch
+
+    from speechbrain_dyncp.data.voicebank import prepare_voicebank
+
+    train_py = recipe_module("recipes/DynCP/train.py")
+    prepare_voicebank(tiny_corpus.voicebank, tmp_path)
+    hparams = {"sample_rate": 16000, "hop_length": 256, "crop_seconds": 0, "joint_probes": True,
+               "data_folder": str(tiny_corpus.voicebank), "shard_folder": str(tmp_path / "shards")}
+    for split in ("train", "valid", "test"):
+        hparams[f"{split}_annotation"] = str(tmp_path / f"{split}.csv")
+        train_py.write_shards(tmp_path / f"{split}.csv", tmp_path / "shards" / split, max_count=4)
+    from_csv = train_py.dataio_prep(hparams)
+    from_shards = train_py.dataio_prep({**hparams, "data_format": "shards"})
+    for split in ("train", "test"):
+        csv_items = {from_csv[split][i]["id"]: from_csv[split][i] for i in range(len(from_csv[split]))}
+        shard_items = list(from_shards[split])
+        assert sorted(it["id"] for it in shard_items) == sorted(csv_items)
+        for item in shard_items:
+            ref = csv_items[item["id"]]
+            assert ref["f0"].max() > 0 and ref["vad"].sum() > 0  # real labels, not zeros
+            for key in ("vad", "f0", "clean_sig"):
+                assert torch.equal(item[key], ref[key]), (item["id"], key)
+
+
 def test_joint_probe_heads_train_and_are_checkpointed(repo_root, tiny_corpus, tmp_path):
     """--joint_probes=True logs the head losses and saves the heads with the enhancer."""
     out = tmp_path / "run"
