@@ -150,6 +150,8 @@ def main(argv=None):
         hp = load_hyperpyyaml(f)
     rows = {r["ID"]: r for r in prepare_rows(hp)}
     utts = torch.load(Path(hp["save_folder"]) / "masks.pt", weights_only=False)["utts"]
+    # the files as they are: speed-perturbed fitting copies (fit_speed_factors) served the probes only
+    utts = [u for u in utts if u.get("src", u["id"]) == u["id"]]
     probes = MaskProbes()
     probes.load_state_dict(torch.load(Path(hp["probes_folder"]) / "probes.ckpt", weights_only=True))
     enhancer, ckpt = load_enhancer(hp)
