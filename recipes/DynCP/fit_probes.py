@@ -39,7 +39,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.labels import item_frame_labels, n_frames
-from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels
+from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, speed_rates
 from speechbrain_dyncp.efficiency import macs_per_frame
 from speechbrain_dyncp.lobes.probes import MaskProbes
 from speechbrain_dyncp.probes.features import ProbeSpec, spec_features
@@ -139,11 +139,12 @@ def collect(enhancer, rows, hp, speed: float = 1.0) -> list:
         for r in rows[i : i + bs]:
             try:
                 wav = read_audio(r["noisy_wav"], 16000)
-                wavs.append(perturb_speed(wav, speed))
-                n_orig.append(n_frames(len(wav)))
-                batch.append(r)
             except (OSError, ValueError) as exc:
                 logger.warning("skipping %s: %s", r["ID"], exc)
+                continue
+            wavs.append(perturb_speed(wav, speed))
+            n_orig.append(n_frames(len(wav)))
+            batch.append(r)
         if not wavs:
             continue
         T = max(len(w) for w in wavs)
@@ -225,6 +226,8 @@ def main(argv):
     enhancer, ckpt = load_enhancer(hp)
     cache = Path(hp["save_folder"]) / "masks.pt"
     speeds = [float(f) for f in hp.get("fit_speed_factors") or [] if float(f) != 1.0]
+    for factor in speeds:
+        speed_rates(factor)  # a bad factor fails before any mask is collected
     key = {"ckpt": ckpt, "ids": [r["ID"] for r in rows], "label_source": hp["label_source"], "speeds": speeds}
     found = torch.load(cache, weights_only=False) if cache.exists() else None
     if found is not None and found["key"] == key:

@@ -48,7 +48,7 @@ import speechbrain_dyncp.brain
 from speechbrain_dyncp.brain import ddp_mean, unwrap
 from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import item_frame_labels
-from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels
+from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, speed_rates
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards
 from speechbrain_dyncp.losses.dyncp import realised_ratio
 from speechbrain_dyncp.metrics.enhancement import (
@@ -254,15 +254,18 @@ def dataio_prep(hparams):
     first played at a random speed from ``speed_factors`` (both signals and the
     frame labels; ``data/speed.py``). Where ``noise_csv`` is given, a
     ``mix_prob`` share of training items is re-mixed on the fly (``mix_at_snr``
-    keeps the clean level, so the target stays the clean signal); where ``rir_csv`` is given, a ``reverb_prob`` share
-    of clean sources is first convolved with a random RIR (aligned to its direct
-    path; the reverberant clean is then the target: denoising, not dereverberation).
+    keeps the clean level, so the target stays the clean signal); where
+    ``rir_csv`` is given, a ``reverb_prob`` share of clean sources is first
+    convolved with a random RIR (aligned to its direct path; the reverberant
+    clean is then the target: denoising, not dereverberation).
     """
     sr, hop = hparams["sample_rate"], hparams["hop_length"]
     crop = int(hparams["crop_seconds"] * sr)
     # Frame labels for the jointly trained gate read-outs (losses/gate_probes.py).
     with_labels = bool(hparams.get("joint_probes"))
     speeds = hparams.get("speed_factors") if hparams.get("speed_perturb") else None
+    for factor in speeds or []:
+        speed_rates(factor)  # a bad factor fails here, not inside the data loader
     noises = _read_noise_list(hparams["noise_csv"]) if hparams.get("noise_csv") else None
     rirs = _read_noise_list(hparams["rir_csv"]) if hparams.get("rir_csv") else None
 

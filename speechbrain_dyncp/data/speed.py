@@ -26,8 +26,17 @@ import torchaudio
 from speechbrain_dyncp.data.labels import n_frames
 
 
-def _rates(factor: float) -> Tuple[int, int]:
-    """``(orig, new)`` resampling rates that shorten a signal by ``factor``."""
+def speed_rates(factor: float) -> Tuple[int, int]:
+    """``(orig, new)`` resampling rates that play a signal ``factor`` times faster.
+
+    Raises a ``ValueError`` naming the factor where it is not a positive ratio of
+    small integers (recipes call it on their factor list before training starts).
+
+    Example
+    -------
+    >>> speed_rates(1.25), speed_rates(0.9)
+    ((5, 4), (9, 10))
+    """
     if factor <= 0:
         raise ValueError(f"Speed factor must be > 0, got {factor}")
     frac = Fraction(factor).limit_denominator(100)
@@ -60,7 +69,7 @@ def perturb_speed(wav: torch.Tensor, factor: float) -> torch.Tensor:
     >>> int(torch.fft.rfft(y).abs().argmax() * 16000 / y.numel())
     125
     """
-    orig, new = _rates(factor)
+    orig, new = speed_rates(factor)
     if orig == new:
         return wav
     return torchaudio.functional.resample(wav, orig, new)

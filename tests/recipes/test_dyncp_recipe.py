@@ -144,6 +144,8 @@ def test_speed_perturbed_training_items_carry_scaled_labels(tiny_corpus, tmp_pat
     # noisy - clean is still the file's noise, sped up the same way
     noise = read_audio(tiny_corpus.voicebank / "noisy_trainset_wav" / f"{item['id']}.wav") - full
     torch.testing.assert_close(item["noisy_sig"] - item["clean_sig"], perturb_speed(noise, 1.25), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="1.0001"):  # a bad factor fails at setup, not in the loader
+        dataio_prep({**hparams, "speed_factors": [1.0001]})
 
 
 def test_joint_probe_labels_from_shards_equal_those_from_the_csv(tiny_corpus, tmp_path, recipe_module):
