@@ -143,15 +143,14 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
 
     from hyperpyyaml import load_hyperpyyaml
-    from fit_probes import load_enhancer, prepare_rows
+    from fit_probes import load_enhancer, prepare_rows, unperturbed
 
     fit_dir = Path(args.fit_dir)
     with open(fit_dir / "hyperparams.yaml") as f:
         hp = load_hyperpyyaml(f)
     rows = {r["ID"]: r for r in prepare_rows(hp)}
-    utts = torch.load(Path(hp["save_folder"]) / "masks.pt", weights_only=False)["utts"]
     # the files as they are: speed-perturbed fitting copies (fit_speed_factors) served the probes only
-    utts = [u for u in utts if u.get("src", u["id"]) == u["id"]]
+    utts = unperturbed(torch.load(Path(hp["save_folder"]) / "masks.pt", weights_only=False)["utts"])
     probes = MaskProbes()
     probes.load_state_dict(torch.load(Path(hp["probes_folder"]) / "probes.ckpt", weights_only=True))
     enhancer, ckpt = load_enhancer(hp)

@@ -37,7 +37,6 @@ Authors
 """
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -55,6 +54,7 @@ sys.path.insert(0, str(REPO / "recipes" / "DynCP"))
 from speechbrain_dyncp.data.audio import read_audio  # noqa: E402
 from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels  # noqa: E402
 from speechbrain_dyncp.lobes.gates import heaviside, moving_average  # noqa: E402
+from fit_probes import load_enhancer, noisy_paths, unperturbed  # noqa: E402
 
 
 def spectrum(wav: torch.Tensor) -> torch.Tensor:
@@ -155,15 +155,12 @@ def main(argv=None):
     if set(a.sources) - {"spectrum"}:
         if not a.enhancer_experiment:
             ap.error(f"--sources {a.sources} read an enhancer: give --enhancer_experiment")
-        import fit_probes as fp
-
-        enhancer, ckpt = fp.load_enhancer({"enhancer": None, "enhancer_ckpt": None, "ckpt_select_key": "select",
-                                           "enhancer_experiment": a.enhancer_experiment})
+        enhancer, ckpt = load_enhancer({"enhancer": None, "enhancer_ckpt": None, "ckpt_select_key": "select",
+                                        "enhancer_experiment": a.enhancer_experiment})
     path = GatePath(a.sources, a.window, enhancer)
     fit_dir = Path(a.fit_dir)
-    utts = [u for u in torch.load(fit_dir / "save" / "masks.pt", weights_only=False)["utts"] if "@x" not in u["id"]]
-    wav = {r["ID"]: r["noisy_wav"] for s in ("train", "valid", "test") if (fit_dir / "save" / f"{s}.csv").exists()
-           for r in csv.DictReader(open(fit_dir / "save" / f"{s}.csv"))}
+    utts = unperturbed(torch.load(fit_dir / "save" / "masks.pt", weights_only=False)["utts"])
+    wav = noisy_paths(fit_dir / "save")
     split = {k: [(u, read_audio(wav[u["id"]], 16000)) for u in utts if u["split"] == k] for k in ("train", "test")}
     res = {"fit_dir": str(fit_dir), "enhancer_ckpt": ckpt,
            "net": f"[avg{a.window}] -> {a.hidden} ReLU -> {a.units} Heaviside -> linear, {a.steps} steps",

@@ -25,7 +25,6 @@ Authors
 """
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -67,9 +66,8 @@ def main(argv=None):
     from speechbrain_dyncp.data.audio import read_audio
 
     fit_dir = Path(a.fit_dir)
-    utts = torch.load(fit_dir / "save" / "masks.pt", weights_only=False)["utts"]
-    wav = {r["ID"]: r["noisy_wav"] for s in ("train", "valid", "test") if (fit_dir / "save" / f"{s}.csv").exists()
-           for r in csv.DictReader(open(fit_dir / "save" / f"{s}.csv"))}
+    utts = fp.unperturbed(torch.load(fit_dir / "save" / "masks.pt", weights_only=False)["utts"])
+    wav = fp.noisy_paths(fit_dir / "save")
     enhancer, ckpt = fp.load_enhancer({"enhancer": None, "enhancer_ckpt": None, "ckpt_select_key": "select",
                                        "enhancer_experiment": a.enhancer_experiment})
     store = record_gate_path(enhancer)

@@ -87,6 +87,12 @@ def prepare_rows(hp) -> list:
     return rows
 
 
+def noisy_paths(save_folder) -> dict:
+    """``ID -> noisy wav`` over the VoiceBank-style manifests :func:`prepare_rows` wrote in ``save_folder``."""
+    manifests = [Path(save_folder) / f"{s}.csv" for s in ("train", "valid", "test")]
+    return {r["ID"]: r["noisy_wav"] for m in manifests if m.exists() for r in csv.DictReader(open(m))}
+
+
 def _meta(ckpt_dir: Path) -> dict:
     """The CKPT.yaml meta of a SpeechBrain checkpoint folder (empty if absent)."""
     meta = ckpt_dir / "CKPT.yaml"
@@ -123,6 +129,11 @@ def frame_labels(row, n: int, source: str) -> dict:
     """``vad`` and ``f0`` ``[n]`` for one manifest row (corpus npz or estimated on the clean signal)."""
     vad, f0 = item_frame_labels(row.get("labels") or "", row["clean_wav"], n, source, item=row["ID"])
     return {"vad": vad, "f0": f0}
+
+
+def unperturbed(utts: list) -> list:
+    """``utts`` without the speed-perturbed fitting copies of :func:`collect` (the files as they are)."""
+    return [u for u in utts if u.get("src", u["id"]) == u["id"]]  # caches older than the copies have no src
 
 
 @torch.no_grad()
