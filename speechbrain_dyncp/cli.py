@@ -60,18 +60,63 @@ def load_enhancer(model: Optional[str], savedir: Optional[Path] = None):
 
 
 # ---------------------------------------------------------------- enhance
-def _output_paths(inputs: List[Path], out_dir: Path):
-    """(input, output-stem) pairs mirroring each input folder's tree under ``out_dir``."""
+def output_name(src: Path) -> str:
+    """Name of the enhanced wav of ``src``: ``a.wav`` -> ``a.wav``, ``a.flac`` -> ``a.flac.wav``.
+
+    Only a ``.wav`` input keeps its name: dropping any other extension would
+    give ``a.flac`` the output name of a sibling ``a.wav`` (one result lost,
+    or an input overwritten when ``-o`` is the input folder).
+
+    Example
+    -------
+    >>> output_name(Path("a.WAV")), output_name(Path("a.flac"))
+    ('a.wav', 'a.flac.wav')
+    """
+    return f"{src.stem}.wav" if src.suffix.lower() == ".wav" else f"{src.name}.wav"
+
+
+def side_output(dst: Path, suffix: str) -> Path:
+    """``<dst without .wav><suffix>``: ``out/a.flac.wav`` -> ``out/a.flac.json``."""
+    return dst.with_name(dst.name[: -len(".wav")] + suffix)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return folder in path.parents
+
+
+def _output_paths(inputs: List[Path], out_dir: Path, sides=()):
+    """(input, output wav) pairs mirroring each input folder's tree under ``out_dir``.
+
+    Files under ``out_dir`` are not inputs when ``out_dir`` lies inside an input
+    folder: they are earlier outputs. Raises ``ValueError`` before any work when
+    two inputs map to one output (wav or a side file of ``sides`` suffixes).
+    """
     from speechbrain_dyncp.data.audio import list_audio_files
 
-    pairs = []
+    out_res = out_dir.resolve()
+    pairs, seen = [], set()
     for item in inputs:
         files = list_audio_files(item)
         base = item if item.is_dir() else item.parent
         if item.is_dir() and not files:
             raise FileNotFoundError(f"no audio files found under {item}")
+        if item.is_dir() and _inside(out_res, item.resolve()):  # -o inside the input tree
+            files = [f for f in files if not _inside(f.resolve(), out_res)]
         for f in files:
-            pairs.append((f, out_dir / f.relative_to(base).with_suffix("")))
+            dst = out_dir / f.relative_to(base).parent / output_name(f)
+            if (f.resolve(), dst.resolve()) not in seen:  # the same file named twice
+                seen.add((f.resolve(), dst.resolve()))
+                pairs.append((f, dst))
+    owners = {}
+    for src, dst in pairs:
+        for path in (dst, *(side_output(dst, s) for s in sides)):
+            owners.setdefault(path.resolve(), []).append(src)
+    clashes = [(path, srcs) for path, srcs in owners.items() if len(srcs) > 1]
+    if clashes:
+        path, srcs = clashes[0]
+        raise ValueError(f"{len(clashes)} output name(s) shared by several inputs, e.g. "
+                         f"{' and '.join(map(str, srcs))} have the same output {path}; "
+                         "rename one or enhance them into separate -o folders")
     return pairs
 
 
@@ -82,7 +127,7 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
     n = int(analysis.frame_mask[item].sum())
     cols = {"vad_prob": analysis.vad_prob, "f0_hz": analysis.f0_hz, "snr_db": analysis.snr_db}
     cols = {k: v[item, :n].tolist() for k, v in cols.items() if v is not None}
-    with open(stem.with_suffix(".probes.csv"), "w", newline="") as fh:
+    with open(f"{stem}.probes.csv", "w", newline="") as fh:  # stem "a.flac": not with_suffix
         w = csv.writer(fh)
         w.writerow(["frame", "time_s", *cols])
         for t in range(n):
@@ -101,7 +146,7 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
         summary["snr_db"] = analysis.utterance_snr(item)
     if analysis.vad_prob is not None:
         summary["speech_fraction"] = float((analysis.vad_prob[item, :n] > 0.5).float().mean())
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    Path(f"{stem}.json").write_text(json.dumps(summary, indent=2))
 
 
 def cmd_enhance(args) -> int:
@@ -112,20 +157,23 @@ def cmd_enhance(args) -> int:
     from speechbrain_dyncp.plots import plot_analysis
 
     out_dir = Path(args.output)
+    sides = [".json", ".probes.csv"] * bool(args.probes) + [".png"] * bool(args.plot)
     try:
-        pairs = _output_paths([Path(p) for p in args.inputs], out_dir)
-    except FileNotFoundError as exc:
+        pairs = _output_paths([Path(p) for p in args.inputs], out_dir, sides)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    inputs = {src.resolve() for src, _ in pairs}
     model = load_enhancer(args.model)
     failed, done, skipped = [], 0, 0
-    for src, stem in tqdm(pairs, desc="enhancing", unit="file", disable=args.quiet):
-        dst = stem.with_suffix(".wav")
-        if dst.resolve() == src.resolve():
-            failed.append((src, "output would overwrite the input; choose another -o folder"))
+    for src, dst in tqdm(pairs, desc="enhancing", unit="file", disable=args.quiet):
+        stem = side_output(dst, "")
+        clobbered = [p for p in (dst, *(side_output(dst, s) for s in sides)) if p.resolve() in inputs]
+        if clobbered:  # any input, not only its own: a.flac's output may be the input a.flac.wav
+            failed.append((src, f"output would overwrite the input file {clobbered[0]}; choose another -o folder"))
             continue
         if dst.exists() and not args.overwrite:
-            skipped += 1  # done on an earlier run
+            skipped += 1  # done on an earlier run: the wav is written last
             continue
         try:
             frames, rate, _ = audio_info(src)
@@ -140,11 +188,13 @@ def cmd_enhance(args) -> int:
             wav = model.load_checked_audio(src)
             analysis = model.analyze_batch(wav.unsqueeze(0)) if (args.probes or args.plot) else None
             enhanced = analysis.wav[0] if analysis is not None else model.enhance_batch(wav.unsqueeze(0))[0]
-            write_audio(dst, enhanced.cpu(), model.hparams.sample_rate, overwrite=args.overwrite)
+            dst.parent.mkdir(parents=True, exist_ok=True)
             if args.probes:
                 write_probe_outputs(stem, analysis)
             if args.plot:
-                plot_analysis(stem.with_suffix(".png"), wav, analysis, title=src.name)
+                plot_analysis(side_output(dst, ".png"), wav, analysis, title=src.name)
+            # the wav marks the file as done, so it comes last: a failed plot is redone next run
+            write_audio(dst, enhanced.cpu(), model.hparams.sample_rate, overwrite=args.overwrite)
             done += 1
         except (OSError, ValueError, RuntimeError) as exc:  # AudioError is a ValueError
             failed.append((src, str(exc)))
