@@ -16,7 +16,6 @@ Authors
 import argparse
 import json
 import logging
-import pickle
 import sys
 from importlib import resources
 from pathlib import Path
@@ -35,28 +34,19 @@ def bundled_model_dir(name: str = DEFAULT_ENHANCER) -> Path:
     return path
 
 
-def load_enhancer(model: Optional[str], savedir: Optional[Path] = None):
-    """``DynCPEnhancement`` from a model folder (default: the bundled small model), offline."""
-    from speechbrain.utils.fetching import FetchConfig, LocalStrategy
+def load_enhancer(model: Optional[str], savedir: Optional[Path] = None, trust_code: bool = False):
+    """``DynCPEnhancement`` from a model folder (default: the bundled small model), offline and strict.
 
+    Its ``hyperparams.yaml`` is scanned in safe mode first unless ``trust_code``
+    (see :mod:`speechbrain_dyncp.inference.safe_yaml`).
+    """
     from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
+    from speechbrain_dyncp.inference.strict import load_model_folder
 
     source = Path(model) if model else bundled_model_dir()
-    if not source.is_dir():  # SpeechBrain would treat any other string as a hub id
+    if not source.is_dir():
         raise FileNotFoundError(f"model folder not found: {source}")
-    try:
-        return DynCPEnhancement.from_hparams(
-            source=str(source.resolve()), savedir=str(savedir) if savedir else None,
-            local_strategy=LocalStrategy.NO_LINK if savedir is None else LocalStrategy.COPY,
-            fetch_config=FetchConfig(allow_network=False), run_opts={"device": "cpu"},
-        )
-    except FileNotFoundError:  # names the missing file already
-        raise
-    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as exc:  # torch.load of a damaged file
-        ckpts = ", ".join(sorted(p.name for p in source.glob("*.ckpt"))) or "none"
-        raise RuntimeError(f"model folder {source}: cannot load its checkpoint ({ckpts}): corrupted, truncated "
-                           f"or from another model; export or copy it again ({type(exc).__name__}: "
-                           f"{str(exc)[:200]})") from exc
+    return load_model_folder(DynCPEnhancement, source, savedir, trust_code=trust_code)
 
 
 # ---------------------------------------------------------------- enhance
@@ -125,7 +115,8 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
     import csv
 
     n = int(analysis.frame_mask[item].sum())
-    cols = {"vad_prob": analysis.vad_prob, "f0_hz": analysis.f0_hz, "snr_db": analysis.snr_db}
+    cols = {"vad_prob": analysis.vad_prob, "f0_hz": analysis.f0_hz, "snr_db": analysis.snr_db,
+            "active_ratio": analysis.active_ratio}  # compute per frame (efficiency.frame_active_ratio)
     cols = {k: v[item, :n].tolist() for k, v in cols.items() if v is not None}
     with open(f"{stem}.probes.csv", "w", newline="") as fh:  # stem "a.flac": not with_suffix
         w = csv.writer(fh)
@@ -146,6 +137,8 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
         summary["snr_db"] = analysis.utterance_snr(item)
     if analysis.vad_prob is not None:
         summary["speech_fraction"] = float((analysis.vad_prob[item, :n] > 0.5).float().mean())
+    if analysis.dynamism:  # efficiency.dynamism; speech frames = the VAD probe's decisions
+        summary.update(analysis.dynamism[item])
     Path(f"{stem}.json").write_text(json.dumps(summary, indent=2))
 
 
@@ -164,7 +157,7 @@ def cmd_enhance(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     inputs = {src.resolve() for src, _ in pairs}
-    model = load_enhancer(args.model)
+    model = load_enhancer(args.model, trust_code=args.trust_model_code)
     failed, done, skipped = [], 0, 0
     for src, dst in tqdm(pairs, desc="enhancing", unit="file", disable=args.quiet):
         stem = side_output(dst, "")
@@ -243,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dyncp", description=__doc__.split("\n\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
+    trust = argparse.ArgumentParser(add_help=False)
+    trust.add_argument("--trust-model-code", action="store_true",
+                       help="a model folder's hyperparams.yaml is code that loading runs; by default only "
+                            "objects of speechbrain, speechbrain_dyncp and torch may be built from it (safe "
+                            "mode); this flag turns that check off: use it only for folders you trust")
 
     d = sub.add_parser("demo", help="the main job end to end on the embedded corpus")
     d.add_argument("-o", "--output", default="results/demo", help="output folder (default results/demo)")
@@ -250,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-files", type=int, default=24, help="test mixtures to analyse")
     d.set_defaults(func=cmd_demo)
 
-    e = sub.add_parser("enhance", help="enhance audio files or folders (recursive)")
+    e = sub.add_parser("enhance", help="enhance audio files or folders (recursive)", parents=[trust])
     e.add_argument("inputs", nargs="+", help="audio files and/or folders")
     e.add_argument("-o", "--output", required=True, help="output folder (input trees are mirrored)")
     e.add_argument("--model", help="enhancer model folder (default: the bundled small model)")
@@ -262,13 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_enhance)
 
-    v = sub.add_parser("verify", help="speaker verification score of two recordings")
+    v = sub.add_parser("verify", help="speaker verification score of two recordings", parents=[trust])
     v.add_argument("enrol")
     v.add_argument("test")
     v.add_argument("--model", required=True, help="speaker model folder")
     v.set_defaults(func=cmd_verify)
 
-    m = sub.add_parser("embed", help="speaker embeddings of every audio file in a folder")
+    m = sub.add_parser("embed", help="speaker embeddings of every audio file in a folder", parents=[trust])
     m.add_argument("folder")
     m.add_argument("-o", "--output", required=True, help="output .npz (id -> embedding)")
     m.add_argument("--model", required=True, help="speaker model folder")
@@ -290,13 +288,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def user_errors() -> tuple:
+    """Exceptions that mean bad input, not a bug: ``main`` reports them in one line."""
+    from speechbrain_dyncp.data.audio import AudioError
+    from speechbrain_dyncp.inference.strict import ModelFolderError
+
+    # FileExistsError, PermissionError, IsADirectoryError ... are OSErrors naming the path
+    return (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
+            ModelFolderError, AudioError)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of ``dyncp``; returns the exit status."""
+    """Entry point of ``dyncp``; returns the exit status.
+
+    A user error (missing or damaged file, refused model folder, existing output)
+    ends in one line ``error: <file>: <problem>`` and exit status 2; ``-v`` adds
+    the traceback.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
-    except FileNotFoundError as exc:
+    except user_errors() as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -188,6 +188,8 @@ def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, m
 
 def export_from_cli(args) -> int:
     """``dyncp export`` entry point."""
+    if (Path(args.output) / "hyperparams.yaml").exists():  # before any work, not after reading the run
+        raise FileExistsError(f"{args.output} already holds a model; choose a new folder")
     out = export_experiment(args.experiment, args.output, probes_ckpt=args.probes)
     print(f"model folder written to {out}")
     if args.onnx:

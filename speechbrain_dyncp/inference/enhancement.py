@@ -23,6 +23,7 @@ from speechbrain.inference.interfaces import Pretrained
 from torch import Tensor
 
 from speechbrain_dyncp.data.audio import AudioError, read_audio, write_audio
+from speechbrain_dyncp.inference.strict import StrictPretrained
 from speechbrain_dyncp.efficiency import macs_per_frame
 
 
@@ -64,7 +65,7 @@ class EnhancementAnalysis:
         return float(self.snr_db[i, int(self.frame_mask[i].sum()) - 1])
 
 
-class DynCPEnhancement(Pretrained):
+class DynCPEnhancement(StrictPretrained, Pretrained):
     """Pretrained DynCP enhancer with optional gate-mask probes.
 
     Arguments

@@ -28,6 +28,7 @@ from speechbrain.utils.callchains import lengths_arg_exists
 from torch import nn
 
 from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.inference.strict import StrictPretrained, load_model_folder
 from speechbrain_dyncp.metrics.verification import ScoreNormalizer, compute_eer
 
 
@@ -52,7 +53,7 @@ class EmbeddingCohort(nn.Module):
         self.register_buffer("embeddings", torch.zeros(n_items, dim))
 
 
-class DynCPSpeakerRecognition(SpeakerRecognition):
+class DynCPSpeakerRecognition(StrictPretrained, SpeakerRecognition):
     """``SpeakerRecognition`` + enhancement front-end, AS-norm cohort and calibrated threshold.
 
     Scores returned by :meth:`verify_batch` are normalised when the folder has a
@@ -168,22 +169,15 @@ def add_verification_backend(model_dir, cohort: torch.Tensor, threshold: float, 
     return model_dir
 
 
-def load_speaker_model(model_dir):
-    """``DynCPSpeakerRecognition`` from a local model folder, strictly offline."""
-    from speechbrain.utils.fetching import FetchConfig, LocalStrategy
-
-    source = Path(model_dir)
-    if not (source / "hyperparams.yaml").is_file():
-        raise FileNotFoundError(f"speaker model folder not found or has no hyperparams.yaml: {source}")
-    return DynCPSpeakerRecognition.from_hparams(
-        source=str(source.resolve()), savedir=None, local_strategy=LocalStrategy.NO_LINK,
-        fetch_config=FetchConfig(allow_network=False), run_opts={"device": "cpu"},
-    )
+def load_speaker_model(model_dir, trust_code: bool = False):
+    """``DynCPSpeakerRecognition`` from a local model folder, strictly offline and strict on keys;
+    its ``hyperparams.yaml`` is scanned in safe mode first unless ``trust_code``."""
+    return load_model_folder(DynCPSpeakerRecognition, model_dir, what="speaker model", trust_code=trust_code)
 
 
 def verify_from_cli(args) -> int:
     """``dyncp verify ENROL TEST --model DIR``: prints the score and the decision."""
-    model = load_speaker_model(args.model)
+    model = load_speaker_model(args.model, trust_code=args.trust_model_code)
     try:
         score, decision = model.verify_files(args.enrol, args.test)
     except (OSError, ValueError) as exc:
@@ -201,7 +195,7 @@ def embed_from_cli(args) -> int:
 
     from speechbrain_dyncp.data.audio import list_audio_files
 
-    model = load_speaker_model(args.model)
+    model = load_speaker_model(args.model, trust_code=args.trust_model_code)
     root = Path(args.folder)
     files = list_audio_files(root)
     if not files:

@@ -1,0 +1,168 @@
+"""Model folders that do not fit their model, and user errors of the CLI (issue 18)."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_dyncp.cli import load_enhancer, main
+from speechbrain_dyncp.export import write_model_folder
+from speechbrain_dyncp.inference.speaker import load_speaker_model
+from speechbrain_dyncp.inference.strict import ModelFolderError
+from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+
+SR = 16000
+CFG = dict(channels=8, hidden=8, n_stacks=1, n_blocks=2, gate_hidden=4)
+SPEAKER_YAML = """sample_rate: 16000
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: 24
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: 24
+    channels: [16, 16, 16, 16, 48]
+    attention_channels: 8
+    se_channels: 8
+    lin_neurons: 12
+modules:
+    compute_features: !ref <compute_features>
+    embedding_model: !ref <embedding_model>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        embedding_model: !ref <embedding_model>
+"""
+
+
+@pytest.fixture()
+def enhancer_dir(tmp_path):
+    torch.manual_seed(0)
+    state = DynCPEnhancer(**CFG).state_dict()
+    return write_model_folder(tmp_path / "model", CFG, state), state
+
+
+@pytest.fixture()
+def speaker_dir(tmp_path):
+    torch.manual_seed(0)
+    d = tmp_path / "spk"
+    d.mkdir()
+    (d / "hyperparams.yaml").write_text(SPEAKER_YAML)
+    state = load_hyperpyyaml(SPEAKER_YAML)["embedding_model"].state_dict()
+    torch.save(state, d / "embedding_model.ckpt")
+    return d, state
+
+
+def _tone(path, f0=200.0, n=SR):
+    sf.write(path, 0.3 * np.sin(2 * np.pi * f0 * np.arange(n) / SR), SR)
+    return path
+
+
+@pytest.mark.parametrize("damage", ["empty", "module_prefix", "partial"])
+def test_enhancer_checkpoint_that_does_not_fit_refuses_to_load(enhancer_dir, damage, caplog):
+    folder, state = enhancer_dir
+    bad = {"empty": {}, "module_prefix": {f"module.{k}": v for k, v in state.items()},
+           "partial": dict(list(state.items())[: len(state) // 2])}[damage]
+    torch.save(bad, folder / "enhancer.ckpt")
+    with pytest.raises(ModelFolderError, match=r"enhancer\.ckpt: checkpoint does not match") as info:
+        load_enhancer(str(folder))
+    msg = str(info.value)
+    assert "missing keys" in msg and sorted(state)[0] in msg
+    assert ("unexpected keys module." in msg) == (damage == "module_prefix")
+    assert len(caplog.records) < 10  # one error, not one warning per key
+
+
+def test_speaker_checkpoint_that_does_not_fit_refuses_to_load(speaker_dir, tmp_path, capsys):
+    d, state = speaker_dir
+    torch.save({f"module.{k}": v for k, v in state.items()}, d / "embedding_model.ckpt")
+    with pytest.raises(ModelFolderError, match=r"embedding_model\.ckpt: checkpoint does not match"):
+        load_speaker_model(d)
+    a, b = _tone(tmp_path / "a.wav"), _tone(tmp_path / "b.wav", 300)
+    assert main(["verify", str(a), str(b), "--model", str(d)]) == 2
+    out, err = capsys.readouterr()
+    assert "score" not in out
+    assert len(err.strip().splitlines()) == 1 and "embedding_model.ckpt" in err and "Traceback" not in err
+
+
+def test_truncated_speaker_checkpoint_is_one_line(speaker_dir, tmp_path, capsys):
+    d, _ = speaker_dir
+    data = (d / "embedding_model.ckpt").read_bytes()
+    (d / "embedding_model.ckpt").write_bytes(data[: len(data) // 3])
+    a = _tone(tmp_path / "a.wav")
+    assert main(["verify", str(a), str(a), "--model", str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot load its checkpoint (embedding_model.ckpt)" in err
+
+
+MALICIOUS = {
+    "apply": "x: !apply:os.system [\"touch {marker}\"]\n",
+    "python_object": "x: !!python/object/apply:os.system [\"touch {marker}\"]\n",
+    "reexport": "x: !apply:torch.os.system [\"touch {marker}\"]\n",
+    "superpowers": "x: !apply:speechbrain.utils.superpowers.run_shell [\"touch {marker}\"]\n",
+    "unknown_package": "x: !new:subprocess.Popen [[\"touch\", \"{marker}\"]]\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALICIOUS))
+def test_model_folder_that_runs_code_is_refused_and_nothing_runs(enhancer_dir, tmp_path, kind, capsys):
+    folder, _ = enhancer_dir
+    marker = tmp_path / "pwned"
+    hp = folder / "hyperparams.yaml"
+    hp.write_text(MALICIOUS[kind].format(marker=marker) + hp.read_text())
+    wav = _tone(tmp_path / "a.wav")
+    assert main(["enhance", str(wav), "-o", str(tmp_path / "out"), "--model", str(folder), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "hyperparams.yaml: tag" in err and "--trust-model-code" in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_trust_model_code_is_an_explicit_opt_out(enhancer_dir, tmp_path, capsys):
+    folder, _ = enhancer_dir
+    marker = tmp_path / "ran"
+    hp = folder / "hyperparams.yaml"
+    hp.write_text(MALICIOUS["apply"].format(marker=marker) + hp.read_text())
+    wav = _tone(tmp_path / "a.wav")
+    assert main(["enhance", str(wav), "-o", str(tmp_path / "out"), "--model", str(folder), "-q",
+                 "--trust-model-code"]) == 0
+    assert marker.exists()  # the folder's code ran because the user said it may
+
+
+def test_help_says_a_model_folder_is_code(capsys):
+    with pytest.raises(SystemExit):
+        main(["enhance", "--help"])
+    assert "hyperparams.yaml is code" in " ".join(capsys.readouterr().out.split())
+
+
+def test_bundled_and_exported_folders_pass_safe_mode(enhancer_dir):
+    assert load_enhancer(None).enhancer is not None
+    assert load_enhancer(str(enhancer_dir[0])).enhancer is not None
+
+
+@pytest.mark.parametrize("trust", [False, True])
+def test_malformed_hyperparams_is_one_line(enhancer_dir, tmp_path, capsys, trust):
+    folder, _ = enhancer_dir
+    (folder / "hyperparams.yaml").write_text("sample_rate: [16000\nenhancer: {\n")
+    wav = _tone(tmp_path / "a.wav")
+    args = ["enhance", str(wav), "-o", str(tmp_path / "out"), "--model", str(folder), "-q"]
+    assert main(args + ["--trust-model-code"] * trust) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "hyperparams.yaml" in err and "Traceback" not in err
+
+
+def test_corrupt_enhancer_checkpoint_is_one_line_and_traceback_only_with_verbose(enhancer_dir, tmp_path, capsys):
+    folder, _ = enhancer_dir
+    data = (folder / "enhancer.ckpt").read_bytes()
+    (folder / "enhancer.ckpt").write_bytes(data[: len(data) // 2])
+    wav = _tone(tmp_path / "a.wav")
+    args = ["enhance", str(wav), "-o", str(tmp_path / "out"), "--model", str(folder), "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot load its checkpoint (enhancer.ckpt)" in err
+    assert main(["-v", *args]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_export_into_an_existing_model_folder_is_one_line(enhancer_dir, tmp_path, capsys):
+    folder, _ = enhancer_dir
+    before = (folder / "enhancer.ckpt").read_bytes()
+    assert main(["export", str(tmp_path / "no_experiment"), "-o", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{folder} already holds a model" in err
+    assert (folder / "enhancer.ckpt").read_bytes() == before
