@@ -1,13 +1,13 @@
 /* One STFT frame of the DynCP enhancer (front-end -> gated TCN -> mask), skipping pruned channels.
  *
- * Compiled on demand by speechbrain_dyncp/fastpath.py (gcc -O3 -march=native -ffast-math),
+ * Compiled on demand by speechbrain_dyncp/fastpath.py (gcc -O3 -march=native, reassociation flags),
  * with REAL = float or double. Why C: per frame, PyTorch / NumPy spend more time dispatching
  * their ~25 small ops per block than multiplying, which hides the MACs that pruning saves.
  * Here a pruned channel costs one score comparison: its W1 row, depthwise taps and W2
  * column are never touched.
  *
  * Layouts (row-major): Wf [C][F], W1 [H][C] and W1T [C][H], dw [H][P], W2T [H][C] (W2
- * transposed), G1T [C][R], G2T [R][H], Wb [F][C]. Matrix-vector products whose rows are all
+ * transposed), G1T [C][R], G2T [R][H], Wb [F][C], WfT [F][C], WbT [C][F]. Matrix-vector products whose rows are all
  * used run as axpy sweeps over the transposed matrix (long contiguous vectorised rows, no
  * horizontal reductions); gathered active rows of W1 run as dot products. State: hist [ring][H] (ring = (P-1)*dil + 1 frames of
  * gated, normalised hidden activations), gbuf [K][C] (last K gate inputs). Zero at start.
@@ -18,6 +18,13 @@
 #ifndef REAL
 #define REAL float
 #endif
+
+/* float kernels call the float libm functions: exp() on a float promotes to double, and the
+ * back-end's 257 sigmoids are a visible share of a pruned frame */
+#define IS_FLOAT (sizeof(REAL) == sizeof(float))
+#define EXP(v) (IS_FLOAT ? (REAL)expf((float)(v)) : (REAL)exp(v))
+#define SQRT(v) (IS_FLOAT ? (REAL)sqrtf((float)(v)) : (REAL)sqrt(v))
+#define POW(a, b) (IS_FLOAT ? (REAL)powf((float)(a), (float)(b)) : (REAL)pow(a, b))
 
 typedef struct {
     int C, H, P, dil, K, R, ring, gate_src; /* gate_src: 0 block input, 1 TCN input; R = 0: no gate */
@@ -35,6 +42,7 @@ typedef struct {
     const REAL *Wf, *bf, *Wb, *bb;
     REAL *x, *y, *x0;
     Block *blocks;
+    const REAL *WfT, *WbT; /* Wf transposed [F][C], Wb transposed [C][F]: axpy sweeps */
 } Net;
 
 static inline REAL dot(const REAL *restrict a, const REAL *restrict b, int n) {
@@ -61,8 +69,12 @@ static int gate(Block *b, const REAL *src) {
     REAL *s = b->work;
     memcpy(s, b->gb2, sizeof(REAL) * H);
     for (int j = 0; j < R; j++) axpy(b->gh[j] > 0 ? b->gh[j] : 0, b->G2T + (long)j * H, s, H);
-    for (int c = 0; c < H; c++)
-        if (s[c] - b->thr > 0) b->active[n++] = c;
+    /* branchless compaction: which channels are on is input-dependent, so a branch here
+     * mispredicts often (it cost ~15% of a pruned small-model frame) */
+    for (int c = 0; c < H; c++) {
+        b->active[n] = c;
+        n += s[c] - b->thr > 0;
+    }
     return n;
 }
 
@@ -75,6 +87,9 @@ static void block(Block *b, const REAL *x, const REAL *x0, REAL *y) {
         for (int c = 0; c < H; c++) b->active[c] = c;
     }
     REAL *row = b->hist + (long)b->pos * H, *u = b->work;
+    const REAL *tap[P]; /* history row of each depthwise tap, once per frame (not per channel) */
+    for (int j = 0; j < P; j++)
+        tap[j] = b->hist + (long)(((b->pos - (P - 1 - j) * b->dil) % b->ring + b->ring) % b->ring) * H;
     memset(row, 0, sizeof(REAL) * H); /* skipped channels leave zeros in the history */
     memcpy(y, x, sizeof(REAL) * C);
     if (n == H) { /* every channel: one sweep over W1T */
@@ -92,10 +107,8 @@ static void block(Block *b, const REAL *x, const REAL *x0, REAL *y) {
         h = (h > 0 ? h : b->a1 * h) * b->s1[c] + b->t1[c];
         row[c] = h;
         REAL v = 0;
-        for (int j = 0; j < P; j++) {
-            int slot = ((b->pos - (P - 1 - j) * b->dil) % b->ring + b->ring) % b->ring;
-            v += b->dw[(long)c * P + j] * b->hist[(long)slot * H + c];
-        }
+        const REAL *w = b->dw + (long)c * P;
+        for (int j = 0; j < P; j++) v += w[j] * tap[j][c];
         v = (v > 0 ? v : b->a2 * v) * b->s2[c] + b->t2[c];
         axpy(v, b->W2T + (long)c * C, y, C);
     }
@@ -105,17 +118,17 @@ static void block(Block *b, const REAL *x, const REAL *x0, REAL *y) {
 
 void dyncp_frame(Net *net, const REAL *feats, REAL *mask) {
     int C = net->C, F = net->F;
-    for (int c = 0; c < C; c++) {
-        REAL h = net->bf[c] + dot(net->Wf + (long)c * F, feats, F);
-        net->x[c] = h > 0 ? h : 0;
-    }
+    memcpy(net->x, net->bf, sizeof(REAL) * C);
+    for (int f = 0; f < F; f++) axpy(feats[f], net->WfT + (long)f * C, net->x, C);
+    for (int c = 0; c < C; c++) net->x[c] = net->x[c] > 0 ? net->x[c] : 0;
     memcpy(net->x0, net->x, sizeof(REAL) * C);
     for (int l = 0; l < net->L; l++) {
         block(net->blocks + l, net->x, net->x0, net->y);
         memcpy(net->x, net->y, sizeof(REAL) * C);
     }
-    for (int f = 0; f < F; f++)
-        mask[f] = 1 / (1 + exp(-(net->bb[f] + dot(net->Wb + (long)f * C, net->x, C))));
+    memcpy(mask, net->bb, sizeof(REAL) * F);
+    for (int c = 0; c < C; c++) axpy(net->x[c], net->WbT + (long)c * F, mask, F);
+    for (int f = 0; f < F; f++) mask[f] = 1 / (1 + EXP(-mask[f]));
 }
 
 /* Whole frame from its spectrum: spec is [F][2] (re, im), masked in place; feats is F scratch
@@ -123,12 +136,107 @@ void dyncp_frame(Net *net, const REAL *feats, REAL *mask) {
 void dyncp_frame_spec(Net *net, REAL *spec, REAL *feats, REAL *mask, REAL compression) {
     int F = net->F;
     for (int f = 0; f < F; f++) {
-        REAL m = sqrt(spec[2 * f] * spec[2 * f] + spec[2 * f + 1] * spec[2 * f + 1]);
-        feats[f] = compression > 0 ? pow(m + (REAL)1e-9, compression) : m;
+        REAL m = SQRT(spec[2 * f] * spec[2 * f] + spec[2 * f + 1] * spec[2 * f + 1]);
+        feats[f] = compression > 0 ? POW(m + (REAL)1e-9, compression) : m;
     }
     dyncp_frame(net, feats, mask);
     for (int f = 0; f < F; f++) {
         spec[2 * f] *= mask[f];
         spec[2 * f + 1] *= mask[f];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The whole per-frame stream step in C: window -> real FFT -> network -> mask -> inverse real
+ * FFT -> window -> overlap-add. Why: with the network in C, a small model's frame costs less
+ * in the kernel than in the ~10 NumPy calls around it (rfft, irfft, windowing, buffers), which
+ * then hide the saving of pruning. n = n_fft must be a power of two (else fastpath.py keeps
+ * NumPy's FFT). The real FFT of n points runs as a complex FFT of m = n/2 points on
+ * (even + i odd) samples, split into the even/odd spectra afterwards.
+ */
+typedef struct {
+    int n, hop;
+    const int *rev;      /* bit reversal of 0..m-1 */
+    const REAL *tw;      /* [m/2][2] exp(-2 pi i k / m) */
+    const REAL *rtw;     /* [m][2] exp(-2 pi i k / n) */
+    const REAL *window;  /* [n] analysis = synthesis window */
+    const REAL *inv_env; /* [hop] 1 / interior window energy */
+    REAL *z;             /* [m][2] scratch */
+    REAL *spec;          /* [m + 1][2] half spectrum, masked in place */
+    REAL *y;             /* [n] scratch: windowed frame, then its inverse */
+} Fft;
+
+static void cfft(const Fft *t, REAL *z, int inverse) {
+    int m = t->n / 2;
+    for (int i = 0; i < m; i++) {
+        int j = t->rev[i];
+        if (j > i) {
+            REAL re = z[2 * i], im = z[2 * i + 1];
+            z[2 * i] = z[2 * j], z[2 * i + 1] = z[2 * j + 1];
+            z[2 * j] = re, z[2 * j + 1] = im;
+        }
+    }
+    for (int len = 2; len <= m; len <<= 1) {
+        int half = len / 2, step = m / len;
+        for (int s = 0; s < m; s += len)
+            for (int k = 0; k < half; k++) {
+                REAL wr = t->tw[2 * k * step], wi = inverse ? -t->tw[2 * k * step + 1] : t->tw[2 * k * step + 1];
+                REAL *a = z + 2 * (s + k), *b = z + 2 * (s + k + half);
+                REAL br = b[0] * wr - b[1] * wi, bi = b[0] * wi + b[1] * wr;
+                b[0] = a[0] - br, b[1] = a[1] - bi;
+                a[0] += br, a[1] += bi;
+            }
+    }
+}
+
+static void rfft(const Fft *t, const REAL *x, REAL *X) { /* x [n] -> X [m + 1][2] */
+    int m = t->n / 2;
+    REAL *z = t->z;
+    memcpy(z, x, sizeof(REAL) * t->n); /* (x[2k], x[2k+1]) = even + i odd */
+    cfft(t, z, 0);
+    for (int k = 0; k <= m; k++) {
+        int a = k % m, b = (m - k) % m;
+        REAL zr = z[2 * a], zi = z[2 * a + 1], cr = z[2 * b], ci = -z[2 * b + 1]; /* Z[k], conj Z[m-k] */
+        REAL er = (zr + cr) / 2, ei = (zi + ci) / 2;       /* even-sample spectrum */
+        REAL orr = (zi - ci) / 2, oi = -(zr - cr) / 2;     /* odd-sample spectrum: (Z - conj) / 2i */
+        REAL wr = k < m ? t->rtw[2 * k] : -1, wi = k < m ? t->rtw[2 * k + 1] : 0;
+        X[2 * k] = er + wr * orr - wi * oi;
+        X[2 * k + 1] = ei + wr * oi + wi * orr;
+    }
+}
+
+static void irfft(const Fft *t, const REAL *X, REAL *x) { /* X [m + 1][2] -> x [n]; 1/n scaling */
+    int m = t->n / 2;
+    REAL *z = t->z;
+    for (int k = 0; k < m; k++) {
+        /* imaginary parts of the DC and Nyquist bins are ignored, as by numpy.fft.irfft */
+        REAL xr = X[2 * k], xi = k ? X[2 * k + 1] : 0;
+        REAL cr = X[2 * (m - k)], ci = k ? -X[2 * (m - k) + 1] : 0; /* conj X[m-k] */
+        REAL er = (xr + cr) / 2, ei = (xi + ci) / 2;
+        REAL dr = (xr - cr) / 2, di = (xi - ci) / 2;       /* = W^k O[k] */
+        REAL wr = t->rtw[2 * k], wi = -t->rtw[2 * k + 1];  /* W^-k */
+        REAL orr = dr * wr - di * wi, oi = dr * wi + di * wr;
+        z[2 * k] = er - oi, z[2 * k + 1] = ei + orr;      /* E + i O */
+    }
+    cfft(t, z, 1);
+    for (int i = 0; i < t->n; i++) x[i] = z[i] / m;
+}
+
+/* One stream step: frame [n] samples in; its masked, windowed inverse added into num [n];
+ * with out != NULL, the hop samples now complete leave as out = num[:hop] * inv_env and num
+ * shifts by one hop (else the caller normalises and shifts: start of stream). */
+void dyncp_frame_full(Net *net, const Fft *t, const REAL *frame, REAL *num, REAL *out, REAL *feats, REAL *mask,
+                      REAL compression) {
+    int n = t->n, hop = t->hop;
+    REAL *y = t->y;
+    for (int i = 0; i < n; i++) y[i] = frame[i] * t->window[i];
+    rfft(t, y, t->spec);
+    dyncp_frame_spec(net, t->spec, feats, mask, compression);
+    irfft(t, t->spec, y);
+    for (int i = 0; i < n; i++) num[i] += y[i] * t->window[i];
+    if (out) {
+        for (int i = 0; i < hop; i++) out[i] = num[i] * t->inv_env[i];
+        memmove(num, num + hop, sizeof(REAL) * (n - hop));
+        memset(num + n - hop, 0, sizeof(REAL) * hop);
     }
 }

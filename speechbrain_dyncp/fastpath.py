@@ -83,9 +83,14 @@ def _structs(real_t):
 
     class Net(ctypes.Structure):
         _fields_ = [("F", ctypes.c_int), ("C", ctypes.c_int), ("L", ctypes.c_int)] + [
-            (n, P) for n in ("Wf", "bf", "Wb", "bb", "x", "y", "x0")] + [("blocks", ctypes.POINTER(Block))]
+            (n, P) for n in ("Wf", "bf", "Wb", "bb", "x", "y", "x0")] + [("blocks", ctypes.POINTER(Block))] + [
+            (n, P) for n in ("WfT", "WbT")]
 
-    return Block, Net
+    class Fft(ctypes.Structure):
+        _fields_ = [("n", ctypes.c_int), ("hop", ctypes.c_int), ("rev", ctypes.POINTER(ctypes.c_int))] + [
+            (n, P) for n in ("tw", "rtw", "window", "inv_env", "z", "spec", "y")]
+
+    return Block, Net, Fft
 
 
 class FastStreamer:
@@ -99,6 +104,11 @@ class FastStreamer:
         ``"c"`` (compiled kernel) or ``"numpy"``.
     dtype : numpy dtype
         ``np.float32`` (default) or ``np.float64``.
+    c_fft : bool
+        With ``backend="c"`` and a power-of-two ``n_fft``, run the whole frame
+        step (window, FFTs, overlap-add) in C: one foreign call and no NumPy
+        call per frame in the steady state. False keeps NumPy's FFTs around
+        the C network (the kernel-only figure of the benchmark).
 
     Example
     -------
@@ -112,7 +122,7 @@ class FastStreamer:
     True
     """
 
-    def __init__(self, model, backend: str = "c", dtype=np.float32):
+    def __init__(self, model, backend: str = "c", dtype=np.float32, c_fft: bool = True):
         if backend not in ("c", "numpy"):
             raise ValueError(f"Unknown backend {backend!r}; choose 'c' or 'numpy'.")
         if not model.causal or model.training:
@@ -152,8 +162,11 @@ class FastStreamer:
         self.win2 = self.window**2
         self.inv_env = (1 / self.win2.reshape(-1, self.hop).sum(0)).astype(self.dtype)
         self._cdtype = np.complex64 if self.dtype == np.float32 else np.complex128
+        self._call_full = None
         if backend == "c":
             self._bind()
+            if c_fft and self.n_fft >= 4 and self.n_fft & (self.n_fft - 1) == 0:
+                self._bind_fft()
 
     def _bind(self):
         real = "float" if self.dtype == np.float32 else "double"
@@ -161,7 +174,7 @@ class FastStreamer:
         if lib is None:
             raise RuntimeError("C kernel unavailable (gcc failed or missing); use backend='numpy'.")
         real_t = ctypes.c_float if real == "float" else ctypes.c_double
-        Block, Net = _structs(real_t)
+        Block, Net, _ = _structs(real_t)
         ptr = lambda a: a.ctypes.data_as(ctypes.POINTER(real_t))  # noqa: E731
         tcn, self._keep = self.tcn, []
         cblocks = (Block * len(self.blocks))()
@@ -189,9 +202,11 @@ class FastStreamer:
             cb.active = active.ctypes.data_as(ctypes.POINTER(ctypes.c_int))
         c = tcn.channels
         xs = [np.zeros(c, self.dtype) for _ in range(3)]
+        wt = [np.ascontiguousarray(self.Wf.T), np.ascontiguousarray(self.Wb.T)]
         net = Net(F=self.Wf.shape[1], C=c, L=len(self.blocks), Wf=ptr(self.Wf), bf=ptr(self.bf), Wb=ptr(self.Wb),
-                  bb=ptr(self.bb), x=ptr(xs[0]), y=ptr(xs[1]), x0=ptr(xs[2]), blocks=cblocks)
-        self._keep += [xs, cblocks, net]
+                  bb=ptr(self.bb), x=ptr(xs[0]), y=ptr(xs[1]), x0=ptr(xs[2]), blocks=cblocks,
+                  WfT=ptr(wt[0]), WbT=ptr(wt[1]))
+        self._keep += [xs, wt, cblocks, net]
         self._cblocks = cblocks
         fn, fn_spec = lib.dyncp_frame, lib.dyncp_frame_spec
         fn.restype = fn_spec.restype = None
@@ -202,6 +217,32 @@ class FastStreamer:
         comp = self.compression if self.feature == "compressed" else 0.0
         # masks the complex spectrum in place: one foreign call per frame
         self._call_spec = lambda spec: fn_spec(net_p, spec.ctypes.data, feats_p, mask_p, comp)
+        self._net_p, self._comp = net_p, comp
+
+    def _bind_fft(self):
+        """Tables and scratch of the C real FFT; sets ``_call_full(frame, out)``."""
+        real = "float" if self.dtype == np.float32 else "double"
+        real_t = ctypes.c_float if real == "float" else ctypes.c_double
+        _, _, Fft = _structs(real_t)
+        n, m = self.n_fft, self.n_fft // 2
+        bits = m.bit_length() - 1
+        rev = np.array([int(f"{i:0{bits}b}"[::-1], 2) if bits else 0 for i in range(m)], np.int32)
+        k = np.arange(m)
+        turn = lambda a: np.ascontiguousarray(np.stack([np.cos(a), -np.sin(a)], 1), self.dtype)  # noqa: E731
+        arrays = dict(tw=turn(2 * np.pi * k[: max(1, m // 2)] / m), rtw=turn(2 * np.pi * k / n),
+                      z=np.zeros(2 * m, self.dtype), spec=np.zeros(2 * (m + 1), self.dtype), y=np.zeros(n, self.dtype))
+        ptr = lambda a: a.ctypes.data_as(ctypes.POINTER(real_t))  # noqa: E731
+        fft = Fft(n=n, hop=self.hop, rev=rev.ctypes.data_as(ctypes.POINTER(ctypes.c_int)), window=ptr(self.window),
+                  inv_env=ptr(self.inv_env), **{k: ptr(v) for k, v in arrays.items()})
+        self._keep += [rev, arrays, fft]
+        fn = _compile(real).dyncp_frame_full
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p] * 7 + [real_t]
+        args = (self._net_p, ctypes.addressof(fft))
+        tail = (self._feats.ctypes.data, self._mask.ctypes.data, self._comp)
+        num_p = self.num.ctypes.data
+        self._call_full = lambda frame, out: fn(*args, frame.ctypes.data, num_p,
+                                                None if out is None else out.ctypes.data, *tail)
 
     def _net_numpy(self, feats: np.ndarray) -> np.ndarray:
         x = np.maximum(self.Wf @ feats + self.bf, 0)
@@ -230,7 +271,27 @@ class FastStreamer:
             self._computed += len(u)
         return 1 / (1 + np.exp(-(self.Wb @ x + self.bb)))
 
+    def _frame_c(self, frame: np.ndarray) -> None:
+        """:meth:`_frame` with the whole step in C (same arithmetic order of the overlap-add)."""
+        hop = self.hop
+        if self.frames_done * hop >= self.n_fft - hop and not self.trim:  # steady state, see _frame
+            out = np.empty(hop, self.dtype)
+            self._call_full(frame, out)
+            self.out_buf = np.concatenate([self.out_buf, out])
+        else:
+            self._call_full(frame, None)
+            num = self.num
+            self.den += self.win2
+            self._emit(num[:hop], self.den[:hop])
+            self.den[:-hop] = self.den[hop:]
+            self.den[-hop:] = 0
+            num[:-hop] = num[hop:]
+            num[-hop:] = 0
+        self.frames_done += 1
+
     def _frame(self, frame: np.ndarray) -> None:
+        if self._call_full is not None:
+            return self._frame_c(frame)
         spec = np.fft.rfft(frame * self.window)
         if spec.dtype != self._cdtype:
             spec = spec.astype(self._cdtype)
