@@ -1,5 +1,7 @@
 """NumPy / C per-frame streamers: same output as the offline model, same skipped channels."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -60,3 +62,17 @@ def test_loading_the_c_kernel_keeps_subnormal_floats():
         pytest.skip("gcc not available: the C kernel is not built")
     assert np.float32(1e-40) * np.float32(2.0) > 0
     assert bool((torch.tensor(1e-40) * 2) > 0)
+
+
+@pytest.mark.skipif(not c_available(), reason="no gcc")
+def test_c_frame_step_equals_numpy_fft_step(model):
+    """The whole step in C (own real FFT) == C network between NumPy's FFTs, float64 and float32."""
+    x = np.random.default_rng(0).standard_normal(4000)
+    for dtype, tol in ((np.float64, 1e-11), (np.float32, 2e-5)):
+        m = model if dtype == np.float64 else copy.deepcopy(model).float()
+        outs = []
+        for c_fft in (True, False):
+            fs = FastStreamer(m, backend="c", dtype=dtype, c_fft=c_fft)
+            assert (fs._call_full is not None) == c_fft
+            outs.append(np.concatenate([fs.process(c) for c in np.split(x, range(256, 4000, 256))] + [fs.finish()]))
+        np.testing.assert_allclose(outs[0], outs[1], atol=tol)
