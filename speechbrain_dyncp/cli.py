@@ -142,6 +142,35 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
 def cmd_enhance(args) -> int:
     from tqdm import tqdm
 
+SILENCE_PEAK = 2.0 ** -15  # below one 16-bit step: digital silence
+CLIPPED_FRACTION = 0.01  # share of samples at full scale that marks an input as clipped
+
+
+def check_level(wav):
+    """``(wav, warnings)``: an input over full scale scaled to peak 1, and ``{code: message}``
+    for inputs whose enhancement or estimates would otherwise be garbage presented as answers.
+
+    Example
+    -------
+    >>> import torch
+    >>> wav, warnings = check_level(torch.tensor([0.0, 2500.0, -5000.0]))
+    >>> float(wav.abs().max()), sorted(warnings)
+    (1.0, ['over_full_scale'])
+    >>> sorted(check_level(torch.zeros(100))[1])
+    ['silence']
+    """
+    peak = float(wav.abs().max())
+    if peak < SILENCE_PEAK:
+        return wav, {"silence": f"the input is digital silence (peak {peak:.1e}): no noise class or SNR estimate"}
+    if peak > 1.0:  # a float file; 16-bit output would clip nearly every sample
+        return wav / peak, {"over_full_scale": f"the input peaks at {peak:.6g}, over full scale: scaled by "
+                                               f"1/{peak:.6g} before enhancing; the output is at that level"}
+    clipped = float((wav.abs() >= 0.999).float().mean())
+    if clipped > CLIPPED_FRACTION:
+        return wav, {"clipped": f"{100 * clipped:.1f}% of the input samples are at full scale (clipped input)"}
+    return wav, {}
+
+
     from speechbrain_dyncp.data.audio import audio_info, write_audio
     from speechbrain_dyncp.inference.chunking import enhance_file_chunked
     from speechbrain_dyncp.plots import plot_analysis
@@ -175,15 +204,22 @@ def cmd_enhance(args) -> int:
                           "no probes/plot written", file=sys.stderr)
                 done += 1
                 continue
-            wav = model.load_checked_audio(src)
+            wav, warnings = check_level(model.load_checked_audio(src))
+            for message in warnings.values():
+                print(f"warning: {src}: {message}", file=sys.stderr)
             analysis = model.analyze_batch(wav.unsqueeze(0)) if (args.probes or args.plot) else None
             enhanced = analysis.wav[0] if analysis is not None else model.enhance_batch(wav.unsqueeze(0))[0]
             dst.parent.mkdir(parents=True, exist_ok=True)
             if args.probes:
+            if analysis is not None and "silence" in warnings:  # estimates of nothing: not reported
+                analysis.snr_db = analysis.noise_probs = None
                 write_probe_outputs(stem, analysis)
             if args.plot:
                 plot_analysis(side_output(dst, ".png"), wav, analysis, title=src.name)
             # the wav marks the file as done, so it comes last: a failed plot is redone next run
+                if warnings:
+                    summary = json.loads(Path(f"{stem}.json").read_text())
+                    Path(f"{stem}.json").write_text(json.dumps({**summary, "warnings": warnings}, indent=2))
             write_audio(dst, enhanced.cpu(), model.hparams.sample_rate, overwrite=args.overwrite)
             done += 1
         except (OSError, ValueError, RuntimeError) as exc:  # AudioError is a ValueError

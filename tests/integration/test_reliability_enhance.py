@@ -113,3 +113,25 @@ def test_probe_outputs_of_same_stem_inputs_are_distinct(model_dir, tmp_path):
     assert json.loads((out / "a.json").read_text())["frames"] > 0
     assert json.loads((out / "a.flac.json").read_text())["frames"] > 0
     assert (out / "a.probes.csv").is_file() and (out / "a.flac.probes.csv").is_file()
+
+
+def test_float_input_over_full_scale_is_scaled_and_said_so(model_dir, tmp_path, capsys):
+    t = np.arange(SR) / SR
+    sf.write(tmp_path / "loud.wav", (5000 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR, subtype="FLOAT")
+    out = tmp_path / "out"
+    assert _enhance(model_dir, tmp_path / "loud.wav", "-o", out, "--probes") == 0
+    assert "peaks at 5000, over full scale" in capsys.readouterr().err
+    assert "over_full_scale" in json.loads((out / "loud.json").read_text())["warnings"]
+    enhanced, _ = sf.read(out / "loud.wav")
+    assert np.mean(np.abs(enhanced) >= 0.999) < 0.05  # was 99.4% clipped
+
+
+def test_digital_silence_gives_no_noise_class_or_snr(tmp_path, capsys):
+    sf.write(tmp_path / "silence.wav", np.zeros(SR, np.int16), SR)
+    out = tmp_path / "out"
+    assert main(["enhance", str(tmp_path / "silence.wav"), "-o", str(out), "--probes", "-q"]) == 0  # bundled model
+    assert "digital silence" in capsys.readouterr().err
+    summary = json.loads((out / "silence.json").read_text())
+    assert "silence" in summary["warnings"]
+    assert "noise_class" not in summary and "snr_db" not in summary
+    assert "snr_db" not in (out / "silence.probes.csv").read_text().splitlines()[0]
