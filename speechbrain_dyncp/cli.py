@@ -139,9 +139,6 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
     Path(f"{stem}.json").write_text(json.dumps(summary, indent=2))
 
 
-def cmd_enhance(args) -> int:
-    from tqdm import tqdm
-
 SILENCE_PEAK = 2.0 ** -15  # below one 16-bit step: digital silence
 CLIPPED_FRACTION = 0.01  # share of samples at full scale that marks an input as clipped
 
@@ -170,6 +167,9 @@ def check_level(wav):
         return wav, {"clipped": f"{100 * clipped:.1f}% of the input samples are at full scale (clipped input)"}
     return wav, {}
 
+
+def cmd_enhance(args) -> int:
+    from tqdm import tqdm
 
     from speechbrain_dyncp.data.audio import audio_info, write_audio
     from speechbrain_dyncp.inference.chunking import enhance_file_chunked
@@ -208,18 +208,18 @@ def check_level(wav):
             for message in warnings.values():
                 print(f"warning: {src}: {message}", file=sys.stderr)
             analysis = model.analyze_batch(wav.unsqueeze(0)) if (args.probes or args.plot) else None
+            if analysis is not None and "silence" in warnings:  # estimates of nothing: not reported
+                analysis.snr_db = analysis.noise_probs = None
             enhanced = analysis.wav[0] if analysis is not None else model.enhance_batch(wav.unsqueeze(0))[0]
             dst.parent.mkdir(parents=True, exist_ok=True)
             if args.probes:
-            if analysis is not None and "silence" in warnings:  # estimates of nothing: not reported
-                analysis.snr_db = analysis.noise_probs = None
                 write_probe_outputs(stem, analysis)
-            if args.plot:
-                plot_analysis(side_output(dst, ".png"), wav, analysis, title=src.name)
-            # the wav marks the file as done, so it comes last: a failed plot is redone next run
                 if warnings:
                     summary = json.loads(Path(f"{stem}.json").read_text())
                     Path(f"{stem}.json").write_text(json.dumps({**summary, "warnings": warnings}, indent=2))
+            if args.plot:
+                plot_analysis(side_output(dst, ".png"), wav, analysis, title=src.name)
+            # the wav marks the file as done, so it comes last: a failed plot is redone next run
             write_audio(dst, enhanced.cpu(), model.hparams.sample_rate, overwrite=args.overwrite)
             done += 1
         except (OSError, ValueError, RuntimeError) as exc:  # AudioError is a ValueError
