@@ -115,7 +115,8 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
     import csv
 
     n = int(analysis.frame_mask[item].sum())
-    cols = {"vad_prob": analysis.vad_prob, "f0_hz": analysis.f0_hz, "snr_db": analysis.snr_db}
+    cols = {"vad_prob": analysis.vad_prob, "f0_hz": analysis.f0_hz, "snr_db": analysis.snr_db,
+            "active_ratio": analysis.active_ratio}  # compute per frame (efficiency.frame_active_ratio)
     cols = {k: v[item, :n].tolist() for k, v in cols.items() if v is not None}
     with open(f"{stem}.probes.csv", "w", newline="") as fh:  # stem "a.flac": not with_suffix
         w = csv.writer(fh)
@@ -136,6 +137,8 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
         summary["snr_db"] = analysis.utterance_snr(item)
     if analysis.vad_prob is not None:
         summary["speech_fraction"] = float((analysis.vad_prob[item, :n] > 0.5).float().mean())
+    if analysis.dynamism:  # efficiency.dynamism; speech frames = the VAD probe's decisions
+        summary.update(analysis.dynamism[item])
     Path(f"{stem}.json").write_text(json.dumps(summary, indent=2))
 
 

@@ -20,6 +20,7 @@ import torch
 from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import load_frame_labels
 from speechbrain_dyncp.data.synth import build_corpus
+from speechbrain_dyncp.efficiency import compute_vs_snr, dynamism, pool_dynamism
 from speechbrain_dyncp.metrics.enhancement import si_sdr
 from speechbrain_dyncp.probes.metrics import class_scores, f0_scores, snr_scores, vad_scores
 
@@ -120,6 +121,7 @@ def run_demo(out_dir: Path, model: Optional[str] = None, n_files: int = 24, quie
         summary["snr"] = snr_scores(snr_t, snr_p)
     if cls_t:
         summary["noise"] = class_scores(cls_t, cls_p)
+    summary["dynamism"] = _dynamism_summary(result, labels, [it["snr"] for it in items])
 
     # Streaming check on the first file: same audio as offline, after the fixed latency.
     stream = enh.streamer()
@@ -140,6 +142,24 @@ def run_demo(out_dir: Path, model: Optional[str] = None, n_files: int = 24, quie
     return 0
 
 
+def _dynamism_summary(result, labels, snrs) -> dict:
+    """Does compute follow the input? efficiency.dynamism pooled over the files.
+
+    Speech frames are the corpus' exact VAD labels (not the probe), so the
+    speech / non-speech split measures the gates, not the probe's errors.
+    """
+    speech = torch.zeros_like(result.frame_mask)
+    for i, lab in enumerate(labels):
+        n = min(int(result.frame_mask[i].sum()), len(lab["vad"]))
+        speech[i, :n] = torch.as_tensor(np.asarray(lab["vad"][:n]) > 0.5)
+    per_file = dynamism(result.gates, result.frame_mask, speech)
+    pooled = pool_dynamism(per_file)
+    pooled["speech_frames_from"] = "reference VAD labels"
+    if len(set(snrs)) > 1:
+        pooled["compute_vs_input_snr"] = compute_vs_snr([d["active_ratio_mean"] for d in per_file], snrs)
+    return pooled
+
+
 def format_summary(s: dict) -> str:
     """Short human-readable summary of :func:`run_demo`'s ``summary.json``."""
     lines = [
@@ -149,6 +169,15 @@ def format_summary(s: dict) -> str:
         f"  compute channels used {100 * s['realised_channel_ratio']:.1f}%, MACs saved {s['macs_saved_pct']:.1f}% "
         f"(streaming, executed: {s['streaming_macs_saved_pct']:.1f}%), offline RTF {s['offline_rtf']:.3f}",
     ]
+    if "dynamism" in s:
+        d = s["dynamism"]
+        pauses = "n/a" if d["nonspeech_over_speech"] is None else f"{d['nonspeech_over_speech']:.2f}"
+        line = (f"  dynamism: active ratio std {d['active_ratio_std']:.3f} within files, non-speech/speech "
+                f"{pauses}, switching channels {100 * d['switching_channels']:.0f}%, "
+                f"flips {100 * d['flip_rate']:.2f}%")
+        if "compute_vs_input_snr" in d:
+            line += f", {d['compute_vs_input_snr']['slope_per_10db']:+.3f} per 10 dB SNR"
+        lines.append(line)
     if "vad" in s:
         lines.append(f"  VAD from masks: accuracy {100 * s['vad']['accuracy']:.1f}%  ROC-AUC {s['vad']['roc_auc']:.3f}")
     if "noise" in s:

@@ -342,3 +342,40 @@ def compute_vs_snr(active_ratio_means, snr_db) -> Dict[str, float]:
     slope = float((da * ds).sum()) / var_s if var_s > 0 else 0.0
     r = float((da * ds).sum()) / (var_s * var_a) ** 0.5 if var_s > 0 and var_a > 0 else 0.0
     return dict(slope_per_10db=round(10 * slope, 12), pearson_r=round(r, 12), files=int(a.numel()))
+
+
+def pool_dynamism(items: List[Dict]) -> Dict[str, Optional[float]]:
+    """Corpus-level summary of per-file :func:`dynamism` dicts.
+
+    Within-file figures (``active_ratio_std``, ``switching_channels``,
+    ``flip_rate``) are averaged over files; the speech / non-speech active
+    ratios are frame-weighted over all files (each file's mean times its
+    frame count), so short files do not count as much as long ones.
+
+    Example
+    -------
+    >>> pool_dynamism([dict(frames=4, speech_frames=2, active_ratio_mean=0.3, active_ratio_std=0.1,
+    ...     switching_channels=0.2, flip_rate=0.01, active_ratio_speech=0.4, active_ratio_nonspeech=0.2),
+    ...     dict(frames=6, speech_frames=6, active_ratio_mean=0.5, active_ratio_std=0.0,
+    ...     switching_channels=0.0, flip_rate=0.0, active_ratio_speech=0.5, active_ratio_nonspeech=None)])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'files': 2, 'active_ratio_mean': 0.42, 'active_ratio_std': 0.05, 'switching_channels': 0.1,
+     'flip_rate': 0.005, 'active_ratio_speech': 0.475, 'active_ratio_nonspeech': 0.2,
+     'nonspeech_over_speech': 0.421053}
+    """
+    def mean(key):
+        return round(sum(d[key] for d in items) / len(items), 6)
+
+    def weighted(key, count):
+        pairs = [(d[key], count(d)) for d in items if d.get(key) is not None and count(d)]
+        total = sum(c for _, c in pairs)
+        return round(sum(v * c for v, c in pairs) / total, 6) if total else None
+
+    frames = sum(d["frames"] for d in items)
+    on = weighted("active_ratio_speech", lambda d: d.get("speech_frames") or 0)
+    off = weighted("active_ratio_nonspeech", lambda d: d["frames"] - (d.get("speech_frames") or 0))
+    return dict(files=len(items),
+                active_ratio_mean=round(sum(d["active_ratio_mean"] * d["frames"] for d in items) / max(frames, 1), 6),
+                active_ratio_std=mean("active_ratio_std"), switching_channels=mean("switching_channels"),
+                flip_rate=mean("flip_rate"), active_ratio_speech=on, active_ratio_nonspeech=off,
+                nonspeech_over_speech=round(off / on, 6) if on and off is not None else None)

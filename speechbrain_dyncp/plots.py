@@ -17,6 +17,29 @@ def _spectrogram_db(wav: torch.Tensor, n_fft: int = 512, hop: int = 256) -> np.n
     return (20 * torch.log10(spec.abs() + 1e-5)).numpy()
 
 
+def _compute_panel(ax, t, gates, analysis, item, ref_vad) -> None:
+    """Per-frame compute (all blocks) with speech frames shaded and the mean on each side."""
+    n = len(t)
+    ratio = gates.mean((0, 2))  # L, N, H -> N (the definition of efficiency.frame_active_ratio)
+    if ref_vad is not None:
+        speech, src = np.asarray(ref_vad[:n]) > 0.5, "reference"
+    elif analysis.vad_prob is not None:
+        speech, src = analysis.vad_prob[item, :n].cpu().numpy() > 0.5, "VAD probe"
+    else:
+        speech, src = None, ""
+    top = max(0.05, 1.7 * float(ratio.max()))  # headroom: the legend sits above the curve
+    if speech is not None and len(speech) == n:
+        ax.fill_between(t, 0, top * speech, color="tab:gray", alpha=0.25, step="mid", label=f"speech ({src})")
+        for mask, name, style in ((speech, "speech", "--"), (~speech, "pauses", ":")):
+            if mask.any():
+                ax.axhline(ratio[mask].mean(), color="tab:red", ls=style, lw=0.9,
+                           label=f"mean in {name} {100 * ratio[mask].mean():.1f}%")
+    ax.plot(t, ratio, color="tab:green", lw=1.0, label="channels computed (all blocks)")
+    ax.set_ylim(0, top)
+    ax.set_ylabel("share of\nchannels\ncomputed")
+    ax.legend(loc="upper right", fontsize=7, ncol=2)
+
+
 def plot_analysis(
     path,
     noisy: torch.Tensor,
@@ -30,8 +53,11 @@ def plot_analysis(
     """Write a figure of one item of an :class:`EnhancementAnalysis`.
 
     Panels: noisy and enhanced spectrograms; every gated block's binary mask
-    (channels x frames, white = computed, black = skipped) with its
-    instantaneous active ratio; VAD probability, F0 and running SNR estimates
+    (channel index x frames, white = computed, black = skipped) with its
+    instantaneous active ratio; the compute per frame (active fraction of all
+    gated channels, :func:`~speechbrain_dyncp.efficiency.frame_active_ratio`)
+    over the speech frames (reference VAD, else the VAD probe), so pauses that
+    cost less show as dips; VAD probability, F0 and running SNR estimates
     (with references where given).
 
     Arguments
@@ -67,7 +93,7 @@ def plot_analysis(
     n_blocks = gates.shape[0]
     spec_rows = 3 if clean is not None else 2
     probe_rows = sum(x is not None for x in (analysis.vad_prob, analysis.f0_hz, analysis.snr_db))
-    heights = [2] * spec_rows + [1] * n_blocks + [1.3] * probe_rows
+    heights = [2] * spec_rows + [1] * n_blocks + [1.5] + [1.3] * probe_rows
     fig, axes = plt.subplots(len(heights), 1, figsize=(11, 0.9 * sum(heights) + 1), sharex=True,
                              gridspec_kw={"height_ratios": heights})
     extent = [0, secs, 0, sr / 2000]
@@ -83,13 +109,20 @@ def plot_analysis(
                   interpolation="nearest")
         ratio = g.mean(0)
         ax2 = ax.twinx()
-        ax2.plot((np.arange(n) + 0.5) * hop / sr, ratio, color="tab:green", lw=0.8)
+        ax2.plot((np.arange(n) + 0.5) * hop / sr, ratio, color="tab:green", lw=0.8,
+                 label="active ratio of this block")
         ax2.set_ylim(0, 1)
         ax2.set_yticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(f"B{b}\n{100 * ratio.mean():.0f}%", rotation=0, ha="right", va="center", fontsize=8)
+        if b == 0:
+            ax2.legend(loc="upper right", fontsize=7)
+        ax.set_yticks([0, g.shape[0]])
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_ylabel(f"block {b}\nchannel\n({100 * ratio.mean():.0f}% on)", rotation=0, ha="right",
+                      va="center", fontsize=8)
     t = (np.arange(n)) * hop / sr
     row = spec_rows + n_blocks
+    _compute_panel(axes[row], t, gates, analysis, item, ref_vad)
+    row += 1
     if analysis.vad_prob is not None:
         ax = axes[row]
         ax.plot(t, analysis.vad_prob[item, :n].cpu().numpy(), label="VAD prob (probe)")

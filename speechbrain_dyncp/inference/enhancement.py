@@ -24,7 +24,7 @@ from torch import Tensor
 
 from speechbrain_dyncp.data.audio import AudioError, read_audio, write_audio
 from speechbrain_dyncp.inference.strict import StrictPretrained
-from speechbrain_dyncp.efficiency import macs_per_frame
+from speechbrain_dyncp.efficiency import dynamism, frame_active_ratio, macs_per_frame
 
 
 @dataclass
@@ -48,6 +48,10 @@ class EnhancementAnalysis:
     snr_db: Optional[Tensor] = None  # B, N running estimate; last valid frame = utterance
     noise_probs: Optional[Tensor] = None  # B, N, C running class probabilities
     noise_classes: List[str] = field(default_factory=list)
+    active_ratio: Optional[Tensor] = None  # B, N active fraction of the gated channels per frame
+    # per item: efficiency.dynamism() without its per-frame tensor (that is active_ratio);
+    # speech vs non-speech split by the VAD probe (vad_prob > 0.5) when the model has one
+    dynamism: List[dict] = field(default_factory=list)
 
     def noise_class(self, i: int = 0):
         """(label, probability) of item ``i`` at its last valid frame, or None."""
@@ -169,6 +173,10 @@ class DynCPEnhancement(StrictPretrained, Pretrained):
         )
         if self.probes is not None:
             self._fill_probes(result, self.probes(out.gates, out.frame_mask))
+        result.active_ratio = frame_active_ratio(out.gates, out.frame_mask)
+        speech = result.vad_prob > 0.5 if result.vad_prob is not None else None
+        result.dynamism = [{k: v for k, v in d.items() if k != "active_ratio"}
+                           for d in dynamism(out.gates, out.frame_mask, speech)]
         return result
 
     def _fill_probes(self, result: EnhancementAnalysis, pred: Dict[str, Tensor]):
