@@ -306,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("folder")
     m.add_argument("-o", "--output", required=True, help="output .npz (id -> embedding)")
     m.add_argument("--model", required=True, help="speaker model folder")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     m.set_defaults(func=cmd_embed)
 
     x = sub.add_parser("export", help="recipe checkpoint -> model folder loadable with from_hparams")

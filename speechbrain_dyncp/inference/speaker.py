@@ -27,9 +27,12 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.callchains import lengths_arg_exists
 from torch import nn
 
-from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.data.audio import AudioError, read_audio
 from speechbrain_dyncp.inference.strict import StrictPretrained, load_model_folder
 from speechbrain_dyncp.metrics.verification import ScoreNormalizer, compute_eer
+
+
+MIN_SECONDS = 0.1  # shortest recording a speaker embedding is computed for
 
 
 class EmbeddingCohort(nn.Module):
@@ -98,6 +101,10 @@ class DynCPSpeakerRecognition(StrictPretrained, SpeakerRecognition):
         """(scores ``[B]``, decisions ``[B]``); normalised scores when a cohort is stored."""
         e1 = self.encode_batch(wavs1, wav1_lens)[:, 0]
         e2 = self.encode_batch(wavs2, wav2_lens)[:, 0]
+        return self.score_embeddings(e1, e2, threshold)
+
+    def score_embeddings(self, e1, e2, threshold=None):
+        """(scores ``[B]``, decisions ``[B]``) of embeddings ``[B, D]`` (normalised with a cohort)."""
         score = nn.functional.cosine_similarity(e1, e2, dim=-1, eps=1e-6)
         if self.normalizer is not None:
             # ids only key the per-call statistics cache: make them unique to this call
@@ -108,11 +115,34 @@ class DynCPSpeakerRecognition(StrictPretrained, SpeakerRecognition):
         thr = self.threshold if threshold is None else threshold
         return score, score > thr
 
+    @torch.no_grad()
+    def embed_file(self, path):
+        """Embedding ``[D]`` of one audio file; :class:`AudioError` naming it when it is too short
+        or its samples make the model overflow (a NaN embedding is never returned).
+
+        Arguments
+        ---------
+        path : str or path-like
+            Any rate / channel count (converted to the model's rate, mono).
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        sr = getattr(self.hparams, "sample_rate", 16000)
+        wav = read_audio(path, sample_rate=sr)
+        if wav.numel() < MIN_SECONDS * sr:  # the features' padding fails below a few frames
+            raise AudioError(f"Audio file {path} is {1000 * wav.numel() / sr:.0f} ms long: too short for a "
+                             f"speaker embedding (at least {1000 * MIN_SECONDS:.0f} ms)")
+        emb = self.encode_batch(wav)[0, 0]
+        if not bool(torch.isfinite(emb).all()):
+            raise AudioError(f"Audio file {path}: the speaker model overflows on it (peak sample "
+                             f"{float(wav.abs().max()):.3g}); no embedding")
+        return emb.cpu()
+
     def verify_files(self, path_x, path_y, **kwargs):
         """Score two audio files (any rate / channels; converted to 16 kHz mono)."""
-        sr = getattr(self.hparams, "sample_rate", 16000)
-        x, y = read_audio(path_x, sample_rate=sr), read_audio(path_y, sample_rate=sr)
-        score, decision = self.verify_batch(x.unsqueeze(0), y.unsqueeze(0))
+        score, decision = self.score_embeddings(self.embed_file(path_x)[None], self.embed_file(path_y)[None])
         return score[0], decision[0]
 
 
@@ -188,29 +218,50 @@ def verify_from_cli(args) -> int:
     return 0
 
 
+def embed_output_path(output) -> Path:
+    """The file ``dyncp embed -o OUTPUT`` writes: ``.npz`` appended as ``numpy.savez`` does."""
+    out = Path(output)
+    return out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
+
+
 def embed_from_cli(args) -> int:
-    """``dyncp embed FOLDER -o OUT.npz --model DIR``: one embedding per audio file."""
+    """``dyncp embed FOLDER -o OUT.npz --model DIR``: one embedding per audio file.
+
+    The output is checked before any work (an existing file needs ``--overwrite``;
+    an unwritable folder fails at once) and written atomically.
+    """
+    import os
+
     import numpy as np
     from tqdm import tqdm
 
     from speechbrain_dyncp.data.audio import list_audio_files
 
-    model = load_speaker_model(args.model, trust_code=args.trust_model_code)
-    root = Path(args.folder)
-    files = list_audio_files(root)
-    if not files:
-        print(f"error: no audio files found under {root}", file=sys.stderr)
-        return 2
-    out, failed = {}, []
-    for f in tqdm(files, desc="embedding", unit="file"):
-        try:
-            wav = read_audio(f, sample_rate=getattr(model.hparams, "sample_rate", 16000))
-            with torch.no_grad():
-                out[str(f.relative_to(root) if root.is_dir() else f.name)] = model.encode_batch(wav)[0, 0].numpy()
-        except (OSError, ValueError) as exc:
-            failed.append(f"{f}: {exc}")
-    np.savez(args.output, **out)
+    out_path = embed_output_path(args.output)
+    if out_path.exists() and not args.overwrite:
+        raise FileExistsError(f"Refusing to overwrite existing file {out_path} (use --overwrite)")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".part")
+    tmp.touch()  # an unwritable folder fails here, not after the work
+    try:
+        root = Path(args.folder)
+        files = list_audio_files(root)
+        if not files:
+            print(f"error: no audio files found under {root}", file=sys.stderr)
+            return 2
+        model = load_speaker_model(args.model, trust_code=args.trust_model_code)
+        out, failed = {}, []
+        for f in tqdm(files, desc="embedding", unit="file"):
+            try:
+                out[str(f.relative_to(root) if root.is_dir() else f.name)] = model.embed_file(f).numpy()
+            except (OSError, ValueError, RuntimeError) as exc:  # AudioError is a ValueError
+                failed.append(f"{f}: {exc}")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **out)
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
     for line in failed:
         print(f"error: {line}", file=sys.stderr)
-    print(f"embedded {len(out)} files, failed {len(failed)} -> {args.output}")
+    print(f"embedded {len(out)} files, failed {len(failed)} -> {out_path}")
     return 1 if failed else 0

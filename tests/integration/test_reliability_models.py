@@ -166,3 +166,77 @@ def test_export_into_an_existing_model_folder_is_one_line(enhancer_dir, tmp_path
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{folder} already holds a model" in err
     assert (folder / "enhancer.ckpt").read_bytes() == before
+
+
+def _write_float(path, samples):
+    sf.write(path, np.asarray(samples, np.float32), SR, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("n_samples", [1, 160])
+def test_verify_short_file_is_one_line(speaker_dir, tmp_path, capsys, n_samples):
+    d, _ = speaker_dir
+    short = _write_float(tmp_path / "short.wav", 0.1 * np.ones(n_samples))
+    assert main(["verify", str(_tone(tmp_path / "a.wav")), str(short), "--model", str(d)]) == 1
+    out, err = capsys.readouterr()
+    assert "score" not in out
+    assert len(err.strip().splitlines()) == 1 and "short.wav" in err and "too short" in err
+
+
+def test_verify_overflowing_file_gives_no_score(speaker_dir, tmp_path, capsys):
+    d, _ = speaker_dir
+    huge = _write_float(tmp_path / "huge.wav", np.full(SR, 3e38))
+    assert main(["verify", str(_tone(tmp_path / "a.wav")), str(huge), "--model", str(d)]) == 1
+    out, err = capsys.readouterr()
+    assert "nan" not in out and "score" not in out
+    assert "huge.wav" in err and "overflows" in err
+
+
+def test_embed_lists_bad_files_as_failed_and_stores_no_nan(speaker_dir, tmp_path, capsys):
+    d, _ = speaker_dir
+    src = tmp_path / "in"
+    src.mkdir()
+    _tone(src / "good.wav")
+    _write_float(src / "one.wav", [0.1])
+    _write_float(src / "ten_ms.wav", 0.1 * np.ones(160))
+    _write_float(src / "huge.wav", np.full(SR, 3e38))
+    out = tmp_path / "emb.npz"
+    assert main(["embed", str(src), "-o", str(out), "--model", str(d)]) == 1
+    stdout, err = capsys.readouterr()
+    assert "embedded 1 files, failed 3" in stdout
+    for name in ("one.wav", "ten_ms.wav", "huge.wav"):
+        assert name in err
+    stored = np.load(out)
+    assert list(stored) == ["good.wav"] and np.isfinite(stored["good.wav"]).all()
+
+
+def test_embed_output_is_never_silently_replaced_and_reported_as_written(speaker_dir, tmp_path, capsys):
+    d, _ = speaker_dir
+    src = tmp_path / "in"
+    src.mkdir()
+    _tone(src / "good.wav")
+    assert main(["embed", str(src), "-o", str(tmp_path / "out" / "mydata"), "--model", str(d)]) == 0
+    written = tmp_path / "out" / "mydata.npz"
+    assert capsys.readouterr().out.strip().endswith(f"-> {written}")
+    before = written.read_bytes()
+    assert main(["embed", str(src), "-o", str(written), "--model", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert "Refusing to overwrite" in err and str(written) in err and written.read_bytes() == before
+    assert main(["embed", str(src), "-o", str(written), "--model", str(d), "--overwrite"]) == 0
+    assert list(np.load(written)) == ["good.wav"] and not list((tmp_path / "out").glob("*.part"))
+
+
+def test_embed_unwritable_output_fails_before_the_work(speaker_dir, tmp_path, capsys, monkeypatch):
+    import speechbrain_dyncp.inference.speaker as speaker
+
+    d, _ = speaker_dir
+    _tone(tmp_path / "a.wav")
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(speaker, "load_speaker_model", no_work)
+    assert main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "blocker" / "e.npz"), "--model", str(d)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "blocker" in err
