@@ -10,7 +10,10 @@ resume differ from an uninterrupted run. This module adds both:
 * :class:`AtomicCheckpointer`: writes a ``COMPLETE`` marker after every file of
   a checkpoint is on disk and skips (with a warning naming the folder) any
   checkpoint of its own that lacks it. Checkpoints written by a plain
-  ``Checkpointer`` (no marker in their meta) are accepted as before.
+  ``Checkpointer`` (no marker in their meta) are accepted as before. A
+  checkpoint that is complete but cannot be read (a disk error, a file damaged
+  later) is skipped on recovery with a warning naming the file, and the
+  previous one is loaded instead.
 * :class:`RNGState`: a recoverable holding the torch / numpy / python RNG
   states, one file per DDP rank.
 
@@ -19,6 +22,7 @@ Authors
 """
 
 import logging
+import pickle
 import random
 from pathlib import Path
 
@@ -68,6 +72,44 @@ class AtomicCheckpointer(Checkpointer):
 
     def _list_checkpoint_dirs(self):
         return [d for d in super()._list_checkpoint_dirs() if _is_complete(d)]
+
+    def recover_if_possible(self, importance_key=None, max_key=None, min_key=None, ckpt_predicate=None):
+        """Load the best checkpoint that loads; a damaged one is skipped with a warning naming its file.
+
+        Arguments and return value are those of ``Checkpointer.recover_if_possible``;
+        if every checkpoint is damaged, the newest error is raised.
+        """
+        candidates = self.find_checkpoints(importance_key, max_key, min_key, ckpt_predicate,
+                                           max_num_checkpoints=None)
+        if not candidates:
+            logger.info("Would load a checkpoint here, but none found yet.")
+            return None
+        first_error = None
+        for ckpt in candidates:
+            try:
+                self.load_checkpoint(ckpt)
+                return ckpt
+            except DAMAGED_CHECKPOINT as exc:  # every recoverable is reloaded from the next one
+                first_error = first_error or exc
+                logger.warning("Skipping checkpoint %s: cannot load %s (%s: %s); falling back to the previous one",
+                               ckpt.path, _damaged_file(ckpt), type(exc).__name__, " ".join(str(exc).split()))
+        raise RuntimeError(f"no checkpoint under {self.checkpoints_dir} can be loaded; the newest: "
+                           f"{_damaged_file(candidates[0])}: {first_error}") from first_error
+
+
+DAMAGED_CHECKPOINT = (pickle.UnpicklingError, EOFError, RuntimeError, OSError)
+
+
+def _damaged_file(ckpt) -> Path:
+    """The first parameter file of ``ckpt`` that torch cannot read (the folder if none)."""
+    for path in sorted(ckpt.paramfiles.values()):
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except DAMAGED_CHECKPOINT:
+            return Path(path)
+        except Exception:  # readable, but not a weights-only file: not the damaged one
+            continue
+    return Path(ckpt.path)
 
 
 def _is_complete(ckpt_dir: Path) -> bool:
