@@ -12,8 +12,9 @@ Authors
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -32,6 +33,36 @@ class StreamOutput:
     noise_class: Optional[str] = None  # running estimate after the last frame
     noise_prob: Optional[float] = None
     gates: Optional[Tensor] = None  # [L, frames, H] gates of the completed frames
+
+
+def as_mono_float(chunk: Union[Tensor, np.ndarray]) -> Tensor:
+    """``[1, S]`` float32 of a mono chunk (tensor or array, float or integer PCM).
+
+    Example
+    -------
+    >>> as_mono_float(np.array([16384, -32768], dtype=np.int16))
+    tensor([[ 0.5000, -1.0000]])
+    >>> as_mono_float(torch.zeros(2, 4))
+    Traceback (most recent call last):
+    ...
+    ValueError: expected a mono audio chunk [S] or [1, S], got shape (2, 4): down-mix ...
+    """
+    if isinstance(chunk, np.ndarray):
+        chunk = torch.from_numpy(np.ascontiguousarray(chunk))
+    if not isinstance(chunk, Tensor):
+        raise TypeError(f"expected an audio chunk as a torch.Tensor or numpy.ndarray, got {type(chunk).__name__}")
+    if chunk.ndim > 2 or (chunk.ndim == 2 and chunk.shape[0] != 1):
+        raise ValueError(f"expected a mono audio chunk [S] or [1, S], got shape {tuple(chunk.shape)}: "
+                         "down-mix multichannel audio first (e.g. chunk.mean(0))")
+    if not chunk.is_floating_point():  # integer PCM: full scale is the type's range
+        low = torch.iinfo(chunk.dtype).min if chunk.dtype != torch.bool else 0
+        if low == 0:
+            raise TypeError(f"expected float or signed integer PCM samples, got {chunk.dtype}")
+        chunk = chunk.double() / -low
+    chunk = chunk.reshape(1, -1).float()
+    if not torch.isfinite(chunk).all():
+        raise ValueError("audio chunk contains NaN or infinite samples")
+    return chunk
 
 
 class EnhancementStreamer:
@@ -76,11 +107,11 @@ class EnhancementStreamer:
         self.probe_state = self.probes.init_state(1) if self.probes is not None else None
 
     @torch.no_grad()
-    def process(self, chunk: Tensor) -> StreamOutput:
-        """Feed ``chunk`` (``[S]`` or ``[1, S]`` samples at the model's rate)."""
-        chunk = chunk.reshape(1, -1).float()
-        if not torch.isfinite(chunk).all():
-            raise ValueError("audio chunk contains NaN or infinite samples")
+    def process(self, chunk: Union[Tensor, np.ndarray]) -> StreamOutput:
+        """Feed ``chunk``: ``[S]`` or ``[1, S]`` mono samples at the model's rate, a tensor or a
+        NumPy array; integer PCM (e.g. int16) is rescaled to [-1, 1]. Multichannel chunks are
+        refused (down-mix them first, e.g. ``chunk.mean(0)``): flattening would interleave channels."""
+        chunk = as_mono_float(chunk)
         frames_before = self.ctx.frames_done
         wav = self.enhancer.forward_streaming(chunk, self.ctx)[0]
         return self._collect(wav, self.ctx.frames_done - frames_before)
