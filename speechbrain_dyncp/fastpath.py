@@ -5,7 +5,8 @@ delayed by ``latency = n_fft - 1`` samples, ``finish()`` flushes the end like
 the offline centred STFT), but the per-frame work runs in NumPy, and the
 network itself either in NumPy (``backend="numpy"``) or in a small C kernel
 (``backend="c"``, ``dyncp_frame.c``, compiled with gcc on first use into a
-cache folder; :func:`c_available` says whether that works here).
+private per-user cache folder, :func:`kernel_cache_dir`; :func:`c_available`
+says whether that works here).
 
 Why: one frame of the base model is ~0.66 M MACs in ~250 tiny ops. PyTorch
 spends far more time dispatching those ops than multiplying, so skipping 75% of
@@ -21,6 +22,7 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -38,8 +40,53 @@ _CFLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fa
            "-fno-signed-zeros", "-freciprocal-math", "-shared", "-fPIC")
 
 
+class UnsafeKernelCache(PermissionError):
+    """A kernel cache folder or library that another user could have written."""
+
+
+def kernel_cache_dir() -> Path:
+    """Private per-user folder of compiled kernels (created 0700; checked by :func:`_check_private`).
+
+    ``$DYNCP_KERNEL_CACHE`` if set, else ``$XDG_CACHE_HOME/speechbrain_dyncp`` (``~/.cache``), else a
+    per-user folder in the temp dir. Never a shared, predictable temp path: a library planted
+    there would be loaded into this process.
+    """
+    env = os.environ.get("DYNCP_KERNEL_CACHE")
+    candidates = [Path(env)] if env else [
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "speechbrain_dyncp",
+        Path(tempfile.gettempdir()) / f"dyncp_kernels_{_uid()}",
+    ]
+    for cache in candidates:
+        try:
+            cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return cache
+        except OSError:  # e.g. a read-only home: try the next one
+            continue
+    raise OSError(f"cannot create a kernel cache folder ({', '.join(map(str, candidates))})")
+
+
+def _uid() -> Optional[int]:
+    return os.getuid() if hasattr(os, "getuid") else None
+
+
+def _check_private(path: Path) -> None:
+    """Raise :class:`UnsafeKernelCache` unless ``path`` is ours and only we can write it."""
+    st = os.lstat(path)
+    uid = _uid()
+    if uid is None:  # no POSIX ownership (Windows): nothing to check
+        return
+    if st.st_uid != uid:
+        raise UnsafeKernelCache(f"{path} is owned by uid {st.st_uid}, not by this user ({uid})")
+    if st.st_mode & 0o022:
+        raise UnsafeKernelCache(f"{path} can be written by other users (mode {st.st_mode & 0o777:o})")
+
+
 def _compile(real: str) -> Optional[ctypes.CDLL]:
-    """Build (once, cached by source hash) and load the kernel for ``real`` = float/double."""
+    """Build (once, cached by source hash) and load the kernel for ``real`` = float/double.
+
+    The cached library is loaded only when it and its folder belong to this user and
+    nobody else can write them; otherwise a warning names it and the NumPy path is used.
+    """
     if real in _LIBS:
         return _LIBS[real]
     try:
@@ -48,17 +95,21 @@ def _compile(real: str) -> Optional[ctypes.CDLL]:
         _LIBS[real] = None
         return None
     tag = hashlib.sha1(src + real.encode() + " ".join(_CFLAGS).encode()).hexdigest()[:12]
-    cache = Path(os.environ.get("DYNCP_KERNEL_CACHE", Path(tempfile.gettempdir()) / "dyncp_kernels"))
-    so = cache / f"dyncp_frame_{real}_{tag}.so"
     lib = None
     try:
+        cache = kernel_cache_dir()
+        _check_private(cache)
+        so = cache / f"dyncp_frame_{real}_{tag}.so"
         if not so.exists():
-            cache.mkdir(parents=True, exist_ok=True)
             tmp = so.with_suffix(f".{os.getpid()}.tmp")
             subprocess.run(["gcc", *_CFLAGS, f"-DREAL={real}", str(_SRC), "-o", str(tmp), "-lm"],
                            check=True, capture_output=True, timeout=120)
+            os.chmod(tmp, 0o700)
             os.replace(tmp, so)
+        _check_private(so)
         lib = ctypes.CDLL(str(so))
+    except UnsafeKernelCache as exc:
+        warnings.warn(f"not loading the C kernel: {exc}; using the NumPy path", RuntimeWarning, stacklevel=2)
     except (OSError, subprocess.SubprocessError):
         lib = None
     _LIBS[real] = lib
