@@ -188,6 +188,29 @@ class RNGState:
 register_checkpoint_hooks(RNGState, save_on_main_only=False)
 
 
+def load_with_arrays(path):
+    """``torch.load(path, weights_only=True)`` that also accepts NumPy arrays (e.g. cached gate masks).
+
+    Only the NumPy globals an array needs (its rebuild function, ndarray, the dtype
+    classes) are allowed, so loading a planted file raises ``pickle.UnpicklingError``
+    instead of running its code.
+
+    Example
+    -------
+    >>> path = getfixture("tmp_path") / "masks.pt"
+    >>> torch.save({"gates": np.zeros((2, 3), np.uint8), "id": "a"}, path)
+    >>> load_with_arrays(path)["gates"].shape
+    (2, 3)
+    """
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    with torch.serialization.safe_globals([_reconstruct, np.ndarray, np.dtype, *dtypes]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _rank_path(path, rank: int) -> Path:
     path = Path(path)
     return path if rank == 0 else path.with_name(f"{path.stem}.rank{rank}")

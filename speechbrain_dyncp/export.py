@@ -180,8 +180,8 @@ def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, m
     if tag != ENHANCER_TAG:
         raise ValueError(f"{exp}: 'enhancer' is {tag}, expected {ENHANCER_TAG}")
     ckpt = find_checkpoint(exp, min_key=min_key, max_key=max_key)
-    state = torch.load(ckpt / "enhancer.ckpt", map_location="cpu")
-    probes = torch.load(probes_ckpt, map_location="cpu") if probes_ckpt else None
+    state = torch.load(ckpt / "enhancer.ckpt", map_location="cpu", weights_only=True)
+    probes = torch.load(probes_ckpt, map_location="cpu", weights_only=True) if probes_ckpt else None
     provenance = f"\n# exported from {exp.name}/save/{ckpt.name}\n"
     return write_model_folder(out_dir, kwargs, state, probes, extra_yaml=provenance)
 

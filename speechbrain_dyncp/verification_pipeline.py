@@ -142,7 +142,7 @@ def load_speaker_embedder(model_dir: Union[str, os.PathLike], device: str = "cpu
     with open(hp_path) as fh:
         hp = load_hyperpyyaml(fh)
     model = hp["embedding_model"]
-    model.load_state_dict(torch.load(model_dir / "embedding_model.ckpt", map_location="cpu"), strict=True)
+    model.load_state_dict(torch.load(model_dir / "embedding_model.ckpt", map_location="cpu", weights_only=True), strict=True)
     norm = hp.get("mean_var_norm")
     if norm is not None and (model_dir / "mean_var_norm.ckpt").is_file():
         norm._load(model_dir / "mean_var_norm.ckpt")

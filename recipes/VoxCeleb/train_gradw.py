@@ -123,7 +123,7 @@ def load_trained_enhancer(output_folder, n_mels: int, overrides: dict = None, de
     ckpt = sb.utils.checkpoints.Checkpointer(output_folder / "save").find_checkpoint()
     if ckpt is None or not (ckpt.path / "enhancer.ckpt").is_file():
         raise FileNotFoundError(f"No enhancer checkpoint under {output_folder / 'save'}; did training finish?")
-    g.load_state_dict(torch.load(ckpt.path / "enhancer.ckpt", map_location="cpu"), strict=True)
+    g.load_state_dict(torch.load(ckpt.path / "enhancer.ckpt", map_location="cpu", weights_only=True), strict=True)
     return g.to(device).eval(), domain
 
 

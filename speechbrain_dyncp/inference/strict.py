@@ -134,6 +134,8 @@ def load_model_folder(cls, folder, savedir=None, what: str = "model", trust_code
     if not trust_code:
         check_hparams_file(source / "hyperparams.yaml")
     try:
+        for ckpt in sorted(source.glob("*.ckpt")):  # weights only, whatever torch's default or environment
+            torch.load(ckpt, map_location="cpu", weights_only=True)
         return cls.from_hparams(
             source=str(source.resolve()), savedir=str(savedir) if savedir else None,
             local_strategy=LocalStrategy.NO_LINK if savedir is None else LocalStrategy.COPY,
@@ -147,6 +149,7 @@ def load_model_folder(cls, folder, savedir=None, what: str = "model", trust_code
     except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as exc:  # torch.load of a damaged file
         ckpts = ", ".join(sorted(p.name for p in source.glob("*.ckpt"))) or "none"
         why = " ".join(str(exc).split())  # torch's whole message (its reason comes last), on one line
-        raise ModelFolderError(f"{what} folder {source}: cannot load its checkpoint ({ckpts}): corrupted, "
-                               f"truncated or from another model; export or copy it again "
-                               f"({type(exc).__name__}: {why})") from exc
+        damage = "it holds Python objects besides weights, which loading could run as code" \
+            if "Weights only load failed" in why else "corrupted, truncated or from another model"
+        raise ModelFolderError(f"{what} folder {source}: cannot load its checkpoint ({ckpts}): {damage}; "
+                               f"export or copy it again ({type(exc).__name__}: {why})") from exc

@@ -234,6 +234,6 @@ class MarginScheduler:
 
     @mark_as_loader
     def _load(self, path, end_of_epoch):
-        state = torch.load(path)
+        state = torch.load(path, weights_only=True)
         self.n_steps, self.ramp_steps = int(state["n_steps"]), int(state["ramp_steps"])
         self._apply(self.margin_at(max(0, self.n_steps - 1)))

@@ -361,7 +361,7 @@ def load_speaker_scorer(model_dir, device: str = "cpu"):
     with open(model_dir / "hyperparams.yaml") as fh:
         hp = load_hyperpyyaml(fh)
     for key in ("embedding_model", "classifier"):
-        hp[key].load_state_dict(torch.load(model_dir / f"{key}.ckpt", map_location="cpu"), strict=True)
+        hp[key].load_state_dict(torch.load(model_dir / f"{key}.ckpt", map_location="cpu", weights_only=True), strict=True)
     label_encoder = hp["label_encoder"]
     label_encoder.load(encoders[0])
     scorer = SpeakerScorer(hp["embedding_model"], hp["classifier"], hp.get("mean_var_norm"))
