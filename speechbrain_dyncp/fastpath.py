@@ -17,6 +17,7 @@ Authors
  * speechbrain-dyncp contributors
 """
 
+import copy
 import ctypes
 import hashlib
 import os
@@ -204,12 +205,8 @@ class FastStreamer:
             b["pos"] = b["gpos"] = 0
             self.blocks.append(b)
         self.latency = self.n_fft - 1
-        self.in_buf = np.zeros(self.n_fft // 2, self.dtype)
-        self.out_buf = np.zeros(self.latency, self.dtype)
-        self.num = np.zeros(self.n_fft, self.dtype)
-        self.den = np.zeros(self.n_fft, self.dtype)
-        self.trim, self.samples_in, self.frames_done, self._computed = self.n_fft // 2, 0, 0, 0
-        self._mask = np.zeros(model.n_freq, self.dtype)
+        self._n_freq, self._wt = model.n_freq, {}
+        self._init_state()
         self.win2 = self.window**2
         self.inv_env = (1 / self.win2.reshape(-1, self.hop).sum(0)).astype(self.dtype)
         self._cdtype = np.complex64 if self.dtype == np.float32 else np.complex128
@@ -218,6 +215,48 @@ class FastStreamer:
             self._bind()
             if c_fft and self.n_fft >= 4 and self.n_fft & (self.n_fft - 1) == 0:
                 self._bind_fft()
+
+    def _init_state(self):
+        """Stream state at its start (all zero); weights untouched."""
+        self.in_buf = np.zeros(self.n_fft // 2, self.dtype)
+        self.out_buf, self._pending = np.zeros(self.latency, self.dtype), []
+        self.num = np.zeros(self.n_fft, self.dtype)
+        self.den = np.zeros(self.n_fft, self.dtype)
+        self.trim, self.samples_in, self.frames_done, self._computed = self.n_fft // 2, 0, 0, 0
+        self._mask = np.zeros(self._n_freq, self.dtype)
+
+    def fork(self) -> "FastStreamer":
+        """A new stream of the same model: its own state from zero, the weights shared.
+
+        For a server running many streams on one thread: one copy of the weights (and
+        of their transposes) stays in cache for all of them.
+
+        Example
+        -------
+        >>> import torch
+        >>> from speechbrain_dyncp.lobes.enhancer import dyncp_small
+        >>> fs = FastStreamer(dyncp_small(channels=8, hidden=16, gate_hidden=4).eval(), backend="numpy")
+        >>> x = np.random.default_rng(0).standard_normal(3000).astype(np.float32)
+        >>> a = fs.process(x)
+        >>> other = fs.fork()
+        >>> bool(np.array_equal(other.process(x), a)) and other.blocks[0]["w1"] is fs.blocks[0]["w1"]
+        True
+        """
+        new = copy.copy(self)
+        new.blocks = [dict(b, hist=np.zeros_like(b["hist"]), gbuf=np.zeros_like(b["gbuf"]), pos=0, gpos=0)
+                      for b in self.blocks]
+        new._init_state()
+        if self.backend == "c":
+            new._bind()
+            if self._call_full is not None:
+                new._bind_fft()
+        return new
+
+    def _transposed(self, key, a: np.ndarray) -> np.ndarray:
+        """Contiguous ``a.T``, made once and shared by forks."""
+        if key not in self._wt:
+            self._wt[key] = np.ascontiguousarray(a.T)
+        return self._wt[key]
 
     def _bind(self):
         real = "float" if self.dtype == np.float32 else "double"
@@ -233,9 +272,10 @@ class FastStreamer:
             h, c = b["w1"].shape
             r = b["G1"].shape[0] if b["gated"] else 1
             scratch = dict(pooled=np.zeros(c, self.dtype), gh=np.zeros(r, self.dtype), work=np.zeros(h, self.dtype),
-                           W1T=np.ascontiguousarray(b["w1"].T))
+                           W1T=self._transposed(("W1T", id(b["w1"])), b["w1"]))
             if b["gated"]:
-                scratch.update(G1T=np.ascontiguousarray(b["G1"].T), G2T=np.ascontiguousarray(b["G2"].T))
+                scratch.update(G1T=self._transposed(("G1T", id(b["G1"])), b["G1"]),
+                               G2T=self._transposed(("G2T", id(b["G2"])), b["G2"]))
             active = np.zeros(h, np.int32)
             self._keep += [scratch, active]
             cb.C, cb.H, cb.P, cb.dil, cb.ring = c, h, b["dw"].shape[1], b["dil"], b["ring"]
@@ -253,7 +293,7 @@ class FastStreamer:
             cb.active = active.ctypes.data_as(ctypes.POINTER(ctypes.c_int))
         c = tcn.channels
         xs = [np.zeros(c, self.dtype) for _ in range(3)]
-        wt = [np.ascontiguousarray(self.Wf.T), np.ascontiguousarray(self.Wb.T)]
+        wt = [self._transposed("WfT", self.Wf), self._transposed("WbT", self.Wb)]
         net = Net(F=self.Wf.shape[1], C=c, L=len(self.blocks), Wf=ptr(self.Wf), bf=ptr(self.bf), Wb=ptr(self.Wb),
                   bb=ptr(self.bb), x=ptr(xs[0]), y=ptr(xs[1]), x0=ptr(xs[2]), blocks=cblocks,
                   WfT=ptr(wt[0]), WbT=ptr(wt[1]))
@@ -328,7 +368,7 @@ class FastStreamer:
         if self.frames_done * hop >= self.n_fft - hop and not self.trim:  # steady state, see _frame
             out = np.empty(hop, self.dtype)
             self._call_full(frame, out)
-            self.out_buf = np.concatenate([self.out_buf, out])
+            self._pending.append(out)
         else:
             self._call_full(frame, None)
             num = self.num
@@ -360,7 +400,7 @@ class FastStreamer:
         if self.frames_done * hop >= self.n_fft - hop and not self.trim:
             # every frame overlapping these samples has been added: the window energy is the
             # interior one (den is only needed at the start and at the end of the stream)
-            self.out_buf = np.concatenate([self.out_buf, num[:hop] * self.inv_env])
+            self._pending.append(num[:hop] * self.inv_env)
         else:
             self.den += self.win2
             self._emit(num[:hop], self.den[:hop])
@@ -376,7 +416,7 @@ class FastStreamer:
             self.trim -= drop
             num, den = num[drop:], den[drop:]
         out = np.where(den > 1e-11, num / np.maximum(den, 1e-11), 0) if len(den) and den.min() <= 1e-11 else num / den
-        self.out_buf = np.concatenate([self.out_buf, out.astype(self.dtype, copy=False)])
+        self._pending.append(out.astype(self.dtype, copy=False))
 
     def _run(self):
         pos = 0
@@ -384,6 +424,13 @@ class FastStreamer:
             self._frame(self.in_buf[pos: pos + self.n_fft])
             pos += self.hop
         self.in_buf = self.in_buf[pos:]
+        self._flush()
+
+    def _flush(self):
+        # one concatenation per call, not one per frame: a whole file in one chunk was quadratic
+        if self._pending:
+            self.out_buf = np.concatenate([self.out_buf, *self._pending])
+            self._pending = []
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Feed samples ``[S]``; returns ``[S]`` output delayed by ``latency`` samples."""
@@ -406,6 +453,7 @@ class FastStreamer:
             if self.frames_done - k >= 0:
                 den[: self.n_fft - k * self.hop] += self.win2[k * self.hop:]
         self._emit(self.num[:left], den[:left])
+        self._flush()
         out, self.out_buf = self.out_buf, self.out_buf[:0]
         return out
 
@@ -543,7 +591,6 @@ def union_skipping(model):
     >>> bool(torch.allclose(union_skipping(model)(x).wav, model(x).wav, atol=1e-6))
     True
     """
-    import copy
     import types
 
     if model.training or not model.tcn.gated:

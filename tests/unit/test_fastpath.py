@@ -76,3 +76,38 @@ def test_c_frame_step_equals_numpy_fft_step(model):
             assert (fs._call_full is not None) == c_fft
             outs.append(np.concatenate([fs.process(c) for c in np.split(x, range(256, 4000, 256))] + [fs.finish()]))
         np.testing.assert_allclose(outs[0], outs[1], atol=tol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forked_streams_served_round_robin_equal_separate_streams(model, backend):
+    """Forks share the weights but not the state: interleaved hops give each stream its own output."""
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal(2600) for _ in range(3)]
+    first = FastStreamer(model, backend=backend, dtype=np.float64)
+    streams = [first] + [first.fork() for _ in xs[1:]]
+    outs = [[] for _ in xs]
+    for start in range(0, 2600, 256):  # round robin, one hop per stream per turn
+        for s, x, o in zip(streams, xs, outs):
+            o.append(s.process(x[start: start + 256]))
+    for s, x, o in zip(streams, xs, outs):
+        alone = FastStreamer(model, backend=backend, dtype=np.float64)
+        np.testing.assert_array_equal(np.concatenate(o + [s.finish()]),
+                                      np.concatenate([alone.process(x), alone.finish()]))
+    assert streams[1].blocks[2]["w1"] is first.blocks[2]["w1"]
+
+
+def test_union_skipping_equals_the_offline_model_and_skips(model):
+    """Batch-wide pruned channels left out: same output, only channels on somewhere are computed."""
+    from speechbrain_dyncp.fastpath import union_skipping
+
+    x = torch.randn(3, 1200, dtype=torch.double, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([1.0, 0.7, 0.4])  # ~5 frames a file: some channels are off in all of them
+    view = union_skipping(model)
+    got, ref = view(x, lengths), model(x, lengths)
+    torch.testing.assert_close(got.wav, ref.wav, atol=1e-10, rtol=1e-9)
+    assert torch.equal(got.gates * ref.frame_mask[:, None, :, None], ref.gates * ref.frame_mask[:, None, :, None])
+    on = (ref.gates * ref.frame_mask[:, None, :, None]).amax((0, 2)).sum()
+    assert view.tcn._union_channels == int(on) < 6 * 16
+    assert model.tcn.forward.__func__ is type(model.tcn).forward  # the model itself is untouched
+    with pytest.raises(ValueError, match="gated model in eval"):
+        union_skipping(dyncp_small(channels=8, hidden=16, gated=False).eval())
