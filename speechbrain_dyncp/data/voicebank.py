@@ -19,8 +19,9 @@ The valid split holds whole speakers of the training set.
 
 Bad input: a missing folder raises ``FileNotFoundError``; a clean file without
 its noisy partner (or the reverse) raises ``ValueError`` naming the file; a
-pair of different lengths raises ``ValueError``; an unreadable or empty file
-drops its pair with a warning and a line in ``<save_folder>/skipped.txt``.
+pair whose lengths differ by more than one sample period (at the lower of its
+two rates; up to one is rounding), an unreadable or an empty file drops its pair with a
+warning and a line in ``<save_folder>/skipped.txt``.
 
 Authors
  * speechbrain-dyncp contributors
@@ -96,9 +97,13 @@ def _rows(pairs, log, labels_dir: Path, skipped: list):
             logger.warning("Skipping pair %s: %s", stem, exc)
             skipped.append((clean, str(exc)))
             continue
-        if nc / rc != nn / rn:
-            raise ValueError(f"{noisy} ({nn / rn:.4f} s) and its clean partner {clean} ({nc / rc:.4f} s) "
-                             "differ in length")
+        # up to one sample period (of the lower rate) is resampling rounding, not a bad pair
+        if abs(nc * rn - nn * rc) > max(rc, rn):  # |nc/rc - nn/rn| > 1/min(rc, rn), in exact integers
+            why = (f"{noisy} ({nn / rn:.5f} s) and its clean partner {clean} ({nc / rc:.5f} s) differ in length "
+                   "by more than one sample period")
+            logger.warning("Skipping pair %s: %s", stem, why)
+            skipped.append((noisy, why))
+            continue
         noise, snr = log.get(stem, ("", ""))
         lab = labels_dir / f"{stem}.npz"
         rows.append((stem, f"{nc / rc:.5f}", str(noisy.resolve()), str(clean.resolve()), stem.split("_")[0],
