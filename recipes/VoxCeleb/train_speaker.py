@@ -29,7 +29,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import DynCPBrain, unwrap
-from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.data.audio import audio_info, read_audio
 from speechbrain_dyncp.verification_pipeline import resolve_voxceleb_data
 
 logger = logging.getLogger(__name__)
@@ -135,22 +135,21 @@ def drop_unusable_augmentations(augmenter):
 def dataio_prep(hparams):
     """Train (random chunks) and valid (fixed chunks) datasets plus the fitted label encoder."""
     sr = hparams["sample_rate"]
-    seg = int(hparams["sentence_len"] * sr)
     save = Path(hparams["save_folder"])
     train = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / "train.csv"))
     valid = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / "dev.csv"))
 
-    @sb.utils.data_pipeline.takes("wav", "start", "stop", "duration")
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
     @sb.utils.data_pipeline.provides("sig")
-    def train_audio(wav, start, stop, duration):
+    def train_audio(wav, start, stop):
         start, stop = int(start), int(stop)
         if hparams["random_chunk"]:
-            n_file = int(float(duration) * sr)
-            if n_file <= seg:  # short file: take all of it, PaddedBatch pads (never randint on < 0, P14)
-                start, stop = 0, None
-            else:
-                start = random.randint(0, n_file - seg)
-                stop = start + seg
+            # start/stop count samples at the file's own rate (e.g. 44.1 kHz), so the crop does too:
+            # a 16 kHz count read at 44.1 kHz would be a 0.73 s "2 s" chunk
+            seg_file = round(hparams["sentence_len"] * audio_info(wav)[1])
+            if stop - start > seg_file:  # else the whole row: PaddedBatch pads (never randint on < 0, P14)
+                start = random.randint(start, stop - seg_file)
+                stop = start + seg_file
         return read_audio(wav, sample_rate=sr, start=start, stop=stop)
 
     @sb.utils.data_pipeline.takes("wav", "start", "stop")
