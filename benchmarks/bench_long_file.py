@@ -9,7 +9,14 @@ and reports its peak RSS. Memory is bounded if the peak does not grow with the
 duration. For scale, one more child enhances ``--offline-seconds`` of audio in
 a single ``model(wav)`` call (what reading the whole file would cost).
 
+``--cli-minutes`` also measures what a user of ``dyncp enhance`` gets, under GNU
+``/usr/bin/time -v`` (its "Maximum resident set size": the whole process, imports
+of SpeechBrain and the model folder's loading included): the bundled model on a
+10 s file (the model-loading peak) and on files of those lengths through the
+chunked path (``--chunk-over 60``).
+
     python benchmarks/bench_long_file.py --minutes 60 5 --out benchmarks/results/bench_long_file.json
+    python benchmarks/bench_long_file.py --only-cli --cli-minutes 5 --out benchmarks/results/bench_long_file_cli.json
 
 Authors
  * speechbrain-dyncp contributors
@@ -19,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -85,6 +93,33 @@ def run_child(mode: str, wav: Path, out: Path, args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def time_v_peak_mb(cmd, env) -> dict:
+    """Peak RSS (MiB) and wall time of ``cmd`` measured by GNU ``/usr/bin/time -v``."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    kb = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    return {"peak_rss_mb": int(kb.group(1)) / 1024, "wall_s": wall}
+
+
+def run_cli(tmp: Path, args) -> list:
+    """``dyncp enhance`` (bundled model) under ``/usr/bin/time -v``: a 10 s file, then ``--cli-minutes`` files."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
+    runs = []
+    for seconds in [10.0] + [m * 60 for m in args.cli_minutes]:
+        wav = tmp / f"cli_{seconds:g}s.wav"
+        make_file(wav, seconds)
+        cmd = [sys.executable, "-m", "speechbrain_dyncp.cli", "enhance", str(wav), "-o", str(tmp / "cli_out"),
+               "-q", "--overwrite", "--chunk-over", "60"]
+        runs.append({"what": "dyncp enhance, bundled model", "audio_s": seconds,
+                     "path": "chunked" if seconds > 60 else "one call", **time_v_peak_mb(cmd, env)})
+        wav.unlink()
+        print(json.dumps(runs[-1]), flush=True)
+    return runs
+
+
 def git_rev() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -100,6 +135,9 @@ def main() -> int:
     parser.add_argument("--block-seconds", type=float, default=10.0)
     parser.add_argument("--group-frames", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cli-minutes", type=float, nargs="*", default=[],
+                        help="also run dyncp enhance under /usr/bin/time -v on files this long (+ a 10 s one)")
+    parser.add_argument("--only-cli", action="store_true", help="only the /usr/bin/time -v CLI runs")
     parser.add_argument("--out", default="benchmarks/results/bench_long_file.json")
     parser.add_argument("--child", choices=["chunked", "offline"], help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -109,32 +147,35 @@ def main() -> int:
         child(argparse.Namespace(**{**vars(args), "mode": args.child}))
         return 0
 
-    runs = []
+    runs, offline, cli = [], None, []
     with tempfile.TemporaryDirectory() as tmp:
-        for minutes in args.minutes:
+        if args.only_cli or args.cli_minutes:
+            cli = run_cli(Path(tmp), args)
+        for minutes in [] if args.only_cli else args.minutes:
             wav = Path(tmp) / f"long_{minutes:g}min.wav"
             make_file(wav, minutes * 60)
             runs.append({"minutes": minutes, "input_mb": wav.stat().st_size / 2**20,
                          **run_child("chunked", wav, Path(tmp) / f"enh_{minutes:g}.wav", args)})
             wav.unlink()
             print(json.dumps(runs[-1]), flush=True)
-        offline = None
-        if args.offline_seconds > 0:
+        if args.offline_seconds > 0 and not args.only_cli:
             wav = Path(tmp) / "offline.wav"
             make_file(wav, args.offline_seconds)
             offline = run_child("offline", wav, Path(tmp) / "unused.wav", args)
             print(json.dumps(offline), flush=True)
-    longest = max(runs, key=lambda r: r["minutes"])
     stats = {
         "what": "peak RSS of enhance_file_chunked (DynCPEnhancer default config, causal streaming path)",
         "runs": runs,
         "offline_one_call": offline,
-        "peak_rss_mb_longest": longest["peak_rss_mb"],
-        "chunking_increment_mb_longest": longest["peak_rss_mb"] - longest["baseline_rss_mb"],
+        "cli_time_v": cli,
         "block_seconds": args.block_seconds, "group_frames": args.group_frames, "threads": args.threads,
         "cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
         "torch": __import__("torch").__version__, "git": git_rev(),
     }
+    if runs:
+        longest = max(runs, key=lambda r: r["minutes"])
+        stats["peak_rss_mb_longest"] = longest["peak_rss_mb"]
+        stats["chunking_increment_mb_longest"] = longest["peak_rss_mb"] - longest["baseline_rss_mb"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(stats, indent=2))
     print(f"wrote {args.out}")
