@@ -143,6 +143,7 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
 
 
 SILENCE_PEAK = 2.0 ** -15  # below one 16-bit step: digital silence
+PLOT_MIN_SAMPLES = 512 // 2 + 1  # the figure's centred spectrogram (n_fft 512) pads by 256 on each side
 CLIPPED_FRACTION = 0.01  # share of samples at full scale that marks an input as clipped
 
 
@@ -174,7 +175,7 @@ def check_level(wav):
 def cmd_enhance(args) -> int:
     from tqdm import tqdm
 
-    from speechbrain_dyncp.data.audio import audio_info, write_audio
+    from speechbrain_dyncp.data.audio import AudioError, audio_info, write_audio
     from speechbrain_dyncp.inference.chunking import enhance_file_chunked
     from speechbrain_dyncp.plots import plot_analysis
 
@@ -210,6 +211,9 @@ def cmd_enhance(args) -> int:
             wav, warnings = check_level(model.load_checked_audio(src))
             for message in warnings.values():
                 print(f"warning: {src}: {message}", file=sys.stderr)
+            if args.plot and wav.numel() < PLOT_MIN_SAMPLES:  # before any output of this file is written
+                raise AudioError(f"{src} is {1000 * wav.numel() / model.hparams.sample_rate:.0f} ms long: too "
+                                 f"short for --plot (at least {PLOT_MIN_SAMPLES} samples); rerun without --plot")
             analysis = model.analyze_batch(wav.unsqueeze(0)) if (args.probes or args.plot) else None
             if analysis is not None and "silence" in warnings:  # estimates of nothing: not reported
                 analysis.snr_db = analysis.noise_probs = None

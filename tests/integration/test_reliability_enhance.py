@@ -135,3 +135,16 @@ def test_digital_silence_gives_no_noise_class_or_snr(tmp_path, capsys):
     assert "silence" in summary["warnings"]
     assert "noise_class" not in summary and "snr_db" not in summary
     assert "snr_db" not in (out / "silence.probes.csv").read_text().splitlines()[0]
+
+
+def test_too_short_for_a_figure_fails_before_any_output(model_dir, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "one.wav", np.array([0.1], np.float32), SR, subtype="FLOAT")
+    sf.write(src / "ten_ms.wav", np.full(160, 0.1, np.float32), SR, subtype="FLOAT")
+    _noise(src / "ok.wav", 0)
+    out = tmp_path / "out"
+    assert _enhance(model_dir, src, "-o", out, "--plot", "--probes") == 1
+    err = capsys.readouterr().err
+    assert "one.wav is 0 ms long: too short for --plot" in err and "ten_ms.wav is 10 ms long" in err
+    assert sorted(p.name for p in out.iterdir()) == ["ok.json", "ok.png", "ok.probes.csv", "ok.wav"]
