@@ -157,46 +157,48 @@ void dyncp_frame_spec(Net *net, REAL *spec, REAL *feats, REAL *mask, REAL compre
 typedef struct {
     int n, hop;
     const int *rev;      /* bit reversal of 0..m-1 */
-    const REAL *tw;      /* [m/2][2] exp(-2 pi i k / m) */
+    const REAL *twr, *twi; /* [m - 1] per stage (half = 1, 2, 4, ...: entries half-1 .. 2 half-2): exp(-i pi k / half) */
     const REAL *rtw;     /* [m][2] exp(-2 pi i k / n) */
     const REAL *window;  /* [n] analysis = synthesis window */
     const REAL *inv_env; /* [hop] 1 / interior window energy */
-    REAL *z;             /* [m][2] scratch */
+    REAL *zr, *zi;       /* [m] scratch, split real / imaginary parts (contiguous: vectorised butterflies) */
     REAL *spec;          /* [m + 1][2] half spectrum, masked in place */
     REAL *y;             /* [n] scratch: windowed frame, then its inverse */
 } Fft;
 
-static void cfft(const Fft *t, REAL *z, int inverse) {
+static void cfft(const Fft *t, REAL *restrict re, REAL *restrict im, int inverse) {
     int m = t->n / 2;
+    REAL sgn = inverse ? -1 : 1;
     for (int i = 0; i < m; i++) {
         int j = t->rev[i];
         if (j > i) {
-            REAL re = z[2 * i], im = z[2 * i + 1];
-            z[2 * i] = z[2 * j], z[2 * i + 1] = z[2 * j + 1];
-            z[2 * j] = re, z[2 * j + 1] = im;
+            REAL a = re[i], b = im[i];
+            re[i] = re[j], im[i] = im[j];
+            re[j] = a, im[j] = b;
         }
     }
-    for (int len = 2; len <= m; len <<= 1) {
-        int half = len / 2, step = m / len;
-        for (int s = 0; s < m; s += len)
+    for (int half = 1; half < m; half <<= 1) {
+        const REAL *restrict cr = t->twr + half - 1, *restrict ci = t->twi + half - 1;
+        for (int s = 0; s < m; s += 2 * half) {
+            REAL *restrict ar = re + s, *restrict ai = im + s, *restrict br = re + s + half, *restrict bi = im + s + half;
             for (int k = 0; k < half; k++) {
-                REAL wr = t->tw[2 * k * step], wi = inverse ? -t->tw[2 * k * step + 1] : t->tw[2 * k * step + 1];
-                REAL *a = z + 2 * (s + k), *b = z + 2 * (s + k + half);
-                REAL br = b[0] * wr - b[1] * wi, bi = b[0] * wi + b[1] * wr;
-                b[0] = a[0] - br, b[1] = a[1] - bi;
-                a[0] += br, a[1] += bi;
+                REAL wr = cr[k], wi = sgn * ci[k];
+                REAL xr = br[k] * wr - bi[k] * wi, xi = br[k] * wi + bi[k] * wr;
+                br[k] = ar[k] - xr, bi[k] = ai[k] - xi;
+                ar[k] += xr, ai[k] += xi;
             }
+        }
     }
 }
 
 static void rfft(const Fft *t, const REAL *x, REAL *X) { /* x [n] -> X [m + 1][2] */
     int m = t->n / 2;
-    REAL *z = t->z;
-    memcpy(z, x, sizeof(REAL) * t->n); /* (x[2k], x[2k+1]) = even + i odd */
-    cfft(t, z, 0);
+    REAL *re = t->zr, *im = t->zi;
+    for (int k = 0; k < m; k++) re[k] = x[2 * k], im[k] = x[2 * k + 1]; /* even + i odd */
+    cfft(t, re, im, 0);
     for (int k = 0; k <= m; k++) {
         int a = k % m, b = (m - k) % m;
-        REAL zr = z[2 * a], zi = z[2 * a + 1], cr = z[2 * b], ci = -z[2 * b + 1]; /* Z[k], conj Z[m-k] */
+        REAL zr = re[a], zi = im[a], cr = re[b], ci = -im[b]; /* Z[k], conj Z[m-k] */
         REAL er = (zr + cr) / 2, ei = (zi + ci) / 2;       /* even-sample spectrum */
         REAL orr = (zi - ci) / 2, oi = -(zr - cr) / 2;     /* odd-sample spectrum: (Z - conj) / 2i */
         REAL wr = k < m ? t->rtw[2 * k] : -1, wi = k < m ? t->rtw[2 * k + 1] : 0;
@@ -207,7 +209,7 @@ static void rfft(const Fft *t, const REAL *x, REAL *X) { /* x [n] -> X [m + 1][2
 
 static void irfft(const Fft *t, const REAL *X, REAL *x) { /* X [m + 1][2] -> x [n]; 1/n scaling */
     int m = t->n / 2;
-    REAL *z = t->z;
+    REAL *re = t->zr, *im = t->zi;
     for (int k = 0; k < m; k++) {
         /* imaginary parts of the DC and Nyquist bins are ignored, as by numpy.fft.irfft */
         REAL xr = X[2 * k], xi = k ? X[2 * k + 1] : 0;
@@ -216,10 +218,10 @@ static void irfft(const Fft *t, const REAL *X, REAL *x) { /* X [m + 1][2] -> x [
         REAL dr = (xr - cr) / 2, di = (xi - ci) / 2;       /* = W^k O[k] */
         REAL wr = t->rtw[2 * k], wi = -t->rtw[2 * k + 1];  /* W^-k */
         REAL orr = dr * wr - di * wi, oi = dr * wi + di * wr;
-        z[2 * k] = er - oi, z[2 * k + 1] = ei + orr;      /* E + i O */
+        re[k] = er - oi, im[k] = ei + orr;                 /* E + i O */
     }
-    cfft(t, z, 1);
-    for (int i = 0; i < t->n; i++) x[i] = z[i] / m;
+    cfft(t, re, im, 1);
+    for (int k = 0; k < m; k++) x[2 * k] = re[k] / m, x[2 * k + 1] = im[k] / m;
 }
 
 /* One stream step: frame [n] samples in; its masked, windowed inverse added into num [n];

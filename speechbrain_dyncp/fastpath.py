@@ -140,7 +140,7 @@ def _structs(real_t):
 
     class Fft(ctypes.Structure):
         _fields_ = [("n", ctypes.c_int), ("hop", ctypes.c_int), ("rev", ctypes.POINTER(ctypes.c_int))] + [
-            (n, P) for n in ("tw", "rtw", "window", "inv_env", "z", "spec", "y")]
+            (n, P) for n in ("twr", "twi", "rtw", "window", "inv_env", "zr", "zi", "spec", "y")]
 
     return Block, Net, Fft
 
@@ -320,8 +320,12 @@ class FastStreamer:
         rev = np.array([int(f"{i:0{bits}b}"[::-1], 2) if bits else 0 for i in range(m)], np.int32)
         k = np.arange(m)
         turn = lambda a: np.ascontiguousarray(np.stack([np.cos(a), -np.sin(a)], 1), self.dtype)  # noqa: E731
-        arrays = dict(tw=turn(2 * np.pi * k[: max(1, m // 2)] / m), rtw=turn(2 * np.pi * k / n),
-                      z=np.zeros(2 * m, self.dtype), spec=np.zeros(2 * (m + 1), self.dtype), y=np.zeros(n, self.dtype))
+        # butterfly twiddles stage by stage (half = 1, 2, 4, ...), contiguous: exp(-i pi k / half)
+        stages = np.concatenate([np.pi * np.arange(h) / h for h in 2 ** np.arange(max(0, bits))] or [np.zeros(0)])
+        arrays = dict(twr=np.ascontiguousarray(np.cos(stages), self.dtype),
+                      twi=np.ascontiguousarray(-np.sin(stages), self.dtype), rtw=turn(2 * np.pi * k / n),
+                      zr=np.zeros(m, self.dtype), zi=np.zeros(m, self.dtype), spec=np.zeros(2 * (m + 1), self.dtype),
+                      y=np.zeros(n, self.dtype))
         ptr = lambda a: a.ctypes.data_as(ctypes.POINTER(real_t))  # noqa: E731
         fft = Fft(n=n, hop=self.hop, rev=rev.ctypes.data_as(ctypes.POINTER(ctypes.c_int)), window=ptr(self.window),
                   inv_env=ptr(self.inv_env), **{k: ptr(v) for k, v in arrays.items()})
@@ -501,7 +505,7 @@ def _time_shifted_sum(x, weights, dilation, left):
     xp = F.pad(x, (0, 0, left, span - left))
     y = xp[:, :n] * weights[0]
     for j in range(1, len(weights)):
-        y = y + xp[:, j * dilation: j * dilation + n] * weights[j]
+        y.add_(xp[:, j * dilation: j * dilation + n] * weights[j])
     return y
 
 
@@ -527,15 +531,16 @@ def _gates_channels_last(gate, x, valid):
 
 def _block_on_channels(blk, h, keep, idx):
     """Residual update of ``blk`` (eval), hidden channels ``idx`` only; ``h`` [B, N, C], ``keep`` [B, N, k]."""
+    import torch
     import torch.nn.functional as F
 
     # MaskedBatchNorm1d.affine() is shadowed on instances by nn.BatchNorm1d's ``affine`` flag
     (s1, t1), (s2, t2) = (type(bn).affine(bn) for bn in (blk.norm1, blk.norm2))
     u = F.prelu(_linear(h, blk.in_conv, rows=idx), blk.act1.weight)
-    u = (u * s1[idx] + t1[idx]) * keep
+    u = torch.addcmul(t1[idx], u, s1[idx]).mul_(keep)
     pad = blk.history
     v = _time_shifted_sum(u, blk.dw_conv.weight[idx, 0].t(), blk.dilation, pad if blk.causal else pad // 2)
-    v = (F.prelu(v, blk.act2.weight) * s2[idx] + t2[idx]) * keep
+    v = torch.addcmul(t2[idx], F.prelu(v, blk.act2.weight), s2[idx]).mul_(keep)
     return _linear(v, blk.out_conv, cols=idx, bias=False)
 
 
@@ -557,8 +562,10 @@ def _union_tcn_forward(tcn, x, frame_mask=None):
         keep = g * valid
         idx = keep.amax((0, 1)).nonzero().squeeze(1)
         computed += len(idx)
-        if len(idx):  # a block with every channel off is the identity
-            h = h + _block_on_channels(blk, h, keep[..., idx], idx)
+        if len(idx) == keep.shape[-1]:  # every channel on somewhere: views, no gathers
+            h = h + _block_on_channels(blk, h, keep, slice(None))
+        elif len(idx):  # a block with every channel off is the identity
+            h = h + _block_on_channels(blk, h, keep.index_select(-1, idx), idx)
     tcn._union_channels = computed
     return TCNOutput(h, torch.stack(gates, 1))
 
