@@ -96,14 +96,16 @@ def fast_paths(args, gated, dense, wav, ref, ref_dense, seconds, hop):
         active = {}
         for _ in range(args.fast_repeats):
             fss = {"dense": FastStreamer(dense, backend=backend), "pruned": FastStreamer(gated, backend=backend)}
-            if backend == "c":
+            if backend == "c":  # time the one foreign call per frame (with c_fft: FFTs included)
                 for name, fs in fss.items():
-                    def timed_call(spec, call=fs._call_spec, out=kern[name]):
+                    attr = "_call_full" if fs._call_full is not None else "_call_spec"
+
+                    def timed_call(*a, call=getattr(fs, attr), out=kern[name]):
                         t0 = time.perf_counter()
-                        call(spec)
+                        call(*a)
                         out.append(time.perf_counter() - t0)
 
-                    fs._call_spec = timed_call
+                    setattr(fs, attr, timed_call)
             for name, fs in fss.items():  # each streams the whole signal: weights stay cache-warm
                 outs, t_wall, t_cpu = [], time.perf_counter(), time.thread_time()
                 for c in chunks:
@@ -147,6 +149,163 @@ def fast_paths(args, gated, dense, wav, ref, ref_dense, seconds, hop):
     return res
 
 
+def stream_inputs(wav, n: int):
+    """``n`` different signals of ``wav``'s length: circular shifts by 1/n of the length each."""
+    import torch
+
+    t = wav.shape[-1]
+    return [torch.roll(wav[0], -i * t // n).numpy() for i in range(n)]
+
+
+def multistream(args, gated, dense, wav, seconds, hop):
+    """``--streams`` concurrent streams served round-robin, one hop each per turn, on one thread.
+
+    The C path (``FastStreamer``; forks share one copy of the weights, as a server would;
+    ``separate_weights`` gives each stream its own copy). Per configuration: total wall
+    time, RTF per stream (wall / one stream's audio: < 1 keeps all streams real time),
+    aggregate RTF (wall / all audio) and the time of one turn (every stream one hop),
+    which must stay under the hop duration. Dense and pruned alternate repeat by repeat.
+    """
+    import numpy as np
+
+    from speechbrain_dyncp.fastpath import FastStreamer, c_available
+
+    if not c_available():
+        return {"skipped": "C kernel unavailable"}
+    xs = stream_inputs(wav, args.streams)
+    bounds = range(0, len(xs[0]), hop)
+    runs = {}
+    for _ in range(args.fast_repeats):
+        for name, model in (("dense", dense), ("pruned", gated)):
+            for sharing in ("shared_weights", "separate_weights"):
+                first = FastStreamer(model, backend="c")
+                streams = [first] + [first.fork() if sharing == "shared_weights" else FastStreamer(model, backend="c")
+                                     for _ in xs[1:]]
+                turns, t0, c0 = [], time.perf_counter(), time.thread_time()
+                for start in bounds:
+                    t1 = time.perf_counter()
+                    for fs, x in zip(streams, xs):
+                        fs.process(x[start: start + hop])
+                    turns.append(time.perf_counter() - t1)
+                wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+                runs.setdefault((name, sharing), []).append((wall, turns, cpu))
+    out = {"streams": args.streams, "audio_s_per_stream": seconds, "hop_s": hop / gated.sample_rate}
+    for sharing in ("shared_weights", "separate_weights"):
+        entry = {}
+        for name in ("dense", "pruned"):
+            walls = [w for w, _, _ in runs[(name, sharing)]]
+            turns = np.concatenate([t for _, t, _ in runs[(name, sharing)]])
+            wall = statistics.median(walls)
+            cpu = statistics.median(c for _, _, c in runs[(name, sharing)])
+            entry[name] = {"wall_s": wall, "cpu_s": cpu, "rtf_per_stream": wall / seconds,
+                           "rtf_aggregate": wall / (seconds * args.streams),
+                           "turn_s": {"median": float(np.median(turns)), "p95": float(np.quantile(turns, 0.95)),
+                                      "max": float(turns.max())}}
+        entry["speedup_pruned_over_dense"] = entry["dense"]["wall_s"] / entry["pruned"]["wall_s"]
+        # thread CPU time: blind to preemption by other processes on a shared machine
+        entry["cpu_speedup_pruned_over_dense"] = entry["dense"]["cpu_s"] / entry["pruned"]["cpu_s"]
+        out[sharing] = entry
+    return out
+
+
+def offline_batch(args, gated, dense, wav, seconds):
+    """Offline inference of ``--batch`` files at once: dense vs gated vs gated with skipping.
+
+    Inputs: ``--batch`` circular shifts of the benchmark signal (different frames, the
+    same recording).
+
+    * ``torch_dense``: the dense twin, training graph;
+    * ``torch_gated``: the gated model, training graph (computes every channel, then
+      multiplies by the gates: pays for its gates, saves nothing);
+    * ``torch_union``: :func:`speechbrain_dyncp.fastpath.union_skipping`, the gated model
+      computing per block only the channels on somewhere in the batch (exact);
+    * ``*_batch1``: the same one file at a time;
+    * ``c_dense`` / ``c_pruned``: the C per-frame path over each whole file (skips per frame);
+    * ``tcn_*``: the TCN alone (what gating changes; STFT, front/back-end and iSTFT excluded).
+
+    Ratios are dense time / path time (> 1: faster than dense).
+    """
+    import torch
+
+    from speechbrain_dyncp.fastpath import FastStreamer, c_available, union_skipping
+
+    xs = torch.stack([torch.from_numpy(x) for x in stream_inputs(wav, args.batch)])
+    union = union_skipping(gated)
+    paths = {"torch_dense": lambda: dense(xs), "torch_gated": lambda: gated(xs), "torch_union": lambda: union(xs),
+             "torch_dense_batch1": lambda: [dense(x[None]) for x in xs],
+             "torch_union_batch1": lambda: [union(x[None]) for x in xs]}
+    # the part gating touches: the TCN alone, on the same front-end output
+    spec = torch.stft(xs, gated.n_fft, gated.hop_length, window=gated.window, return_complex=True)
+    feats = torch.relu(gated.front(gated.features(spec)))
+    paths.update(tcn_dense=lambda: dense.tcn(feats), tcn_gated=lambda: gated.tcn(feats),
+                 tcn_union=lambda: union.tcn(feats))
+    if c_available():
+        def c_path(model):
+            for x in xs:
+                fs = FastStreamer(model, backend="c")
+                fs.process(x.numpy())
+                fs.finish()
+
+        paths.update(c_dense=lambda: c_path(dense), c_pruned=lambda: c_path(gated))
+    times = {k: [] for k in paths}
+    cpu = {k: [] for k in paths}
+    with torch.inference_mode():
+        for _ in range(args.repeats):  # interleaved, so machine load hits all paths alike
+            for k, fn in paths.items():
+                t0, c0 = time.perf_counter(), time.thread_time()
+                fn()
+                times[k].append(time.perf_counter() - t0)
+                cpu[k].append(time.thread_time() - c0)
+        ref, got = gated(xs), union(xs)
+        union(xs[:1])  # the channel count of one file alone
+        one_file = union.tcn._union_channels
+        union(xs)
+    total = gated.tcn.n_gated * gated.tcn.hidden
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    audio = seconds * args.batch
+    return {
+        "cpu_speedup_over_torch_dense": {k: med_cpu["torch_dense"] / v for k, v in med_cpu.items()
+                                         if k.startswith("torch") and not k.endswith("batch1")},
+        "cpu_speedup_c_pruned_over_c_dense": med_cpu["c_dense"] / med_cpu["c_pruned"] if "c_dense" in med_cpu else None,
+        "files": args.batch, "audio_s_per_file": seconds,
+        "rtf": {k: v / audio for k, v in med.items()},
+        "speedup_over_torch_dense": {k: med["torch_dense"] / v for k, v in med.items() if k.startswith("torch")},
+        "tcn_speedup_over_dense": {k: med["tcn_dense"] / v for k, v in med.items() if k.startswith("tcn")},
+        "speedup_over_torch_dense_batch1": {k: med["torch_dense_batch1"] / v for k, v in med.items()
+                                            if k.endswith("batch1")},
+        "speedup_c_pruned_over_c_dense": med["c_dense"] / med["c_pruned"] if "c_dense" in med else None,
+        "union_channel_share": {"batch": union.tcn._union_channels / total, "one_file": one_file / total},
+        "union_max_abs_diff_vs_gated": float((got.wav - ref.wav).abs().max()),
+        "union_gate_mismatch_fraction": float((got.gates != ref.gates).float().mean()),
+    }
+
+
+MAC_TABLE_SIZES = {"small 64/128/2x3": dict(channels=64, hidden=128, n_stacks=2, n_blocks=3),
+                   "full 128/256/3x3": dict(channels=128, hidden=256, n_stacks=3, n_blocks=3)}
+
+
+def mac_table(gate_hiddens=(8, 16, 32, 64), ratio=0.25):
+    """Gate overhead and MACs saved at ``ratio`` active channels, by model size and gate width.
+
+    Analytic (the exact counter :func:`speechbrain_dyncp.efficiency.dense_macs`): saved =
+    ``1 - (front + back + gates + ratio * blocks) / dense``; gate_layers 2, window 4.
+    """
+    from speechbrain_dyncp.efficiency import dense_macs
+    from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
+
+    rows = []
+    for name, kw in MAC_TABLE_SIZES.items():
+        for gh in gate_hiddens:
+            p = dense_macs(DynCPEnhancer(**kw, gate_hidden=gh))
+            effective = p["front"] + p["back"] + p["gates"] + ratio * p["blocks"]
+            rows.append({"model": name, "gate_hidden": gh, "dense_macs": p["total"], "gate_macs": p["gates"],
+                         "gate_overhead_pct": 100 * p["gates"] / p["total"],
+                         "macs_saved_pct": 100 * (1 - effective / p["total"]),
+                         "mac_ratio": p["total"] / effective})
+    return {"active_ratio": ratio, "rows": rows}
+
+
 def parse_args(argv=None):
     """Command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -162,6 +321,12 @@ def parse_args(argv=None):
     p.add_argument("--fast-repeats", type=int, default=7, help="repeats of the NumPy / C paths")
     p.add_argument("--groups", default="1,4,16", help="frame groupings for streaming")
     p.add_argument("--paths", default="torch,numpy,c", help="streaming implementations to try")
+    p.add_argument("--streams", type=int, default=8, help="concurrent streams of the multi-stream section")
+    p.add_argument("--batch", type=int, default=8, help="files of the offline batch section")
+    p.add_argument("--sections", default="streaming,fast,multistream,offline",
+                   help="what to measure: streaming (PyTorch), fast (NumPy / C per frame), multistream, offline")
+    p.add_argument("--mac-table", action="store_true",
+                   help="only print / write the gate-overhead table (analytic; --ratio active channels)")
     p.add_argument("--out", default="benchmarks/results/dyncp.json")
     return p.parse_args(argv)
 
@@ -169,6 +334,15 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     """Run the benchmark and write the JSON."""
     args = parse_args(argv)
+    if args.mac_table:
+        table = mac_table(ratio=args.ratio)
+        print("| model | gate_hidden | dense MACs/frame | gate MACs/frame | gate overhead | MACs saved | MAC ratio |")
+        print("|---|---|---|---|---|---|---|")
+        for r in table["rows"]:
+            print(f"| {r['model']} | {r['gate_hidden']} | {r['dense_macs']:,} | {r['gate_macs']:,} | "
+                  f"{r['gate_overhead_pct']:.1f}% | {r['macs_saved_pct']:.1f}% | {r['mac_ratio']:.2f}x |")
+        Path(args.out).write_text(json.dumps(table, indent=2))
+        return 0
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     os.environ["MKL_NUM_THREADS"] = str(args.threads)
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
@@ -229,7 +403,8 @@ def main(argv=None) -> int:
         outs.append(model.finish_streaming(ctx))
         return torch.cat(outs, 1)[:, ctx.latency:], ctx
 
-    groups = [int(g) for g in args.groups.split(",") if g]
+    sections = set(args.sections.split(","))
+    groups = [int(g) for g in args.groups.split(",") if g] if "streaming" in sections else []
     paths = [("dense", dense, True), ("pruned", gated, True), ("masked", gated, False)]
     wall, cpu, info = {}, {}, {}
     with torch.inference_mode():
@@ -254,7 +429,8 @@ def main(argv=None) -> int:
                     }
         lat = {"dense": [], "pruned": []}
         for name, model in (("dense", dense), ("pruned", gated)):
-            stream(model, 1, chunk=hop, lat=lat[name])
+            if groups:
+                stream(model, 1, chunk=hop, lat=lat[name])
 
     def q(xs, p):
         xs = sorted(xs)
@@ -284,14 +460,21 @@ def main(argv=None) -> int:
                     "note": "offline multiplies gates (training graph), it never skips"},
         "streaming": streaming,
         "torch_per_frame_latency_s": {
-            k: {"median": statistics.median(v), "p95": q(v, 0.95), "calls": len(v)} for k, v in lat.items()
+            k: {"median": statistics.median(v), "p95": q(v, 0.95), "calls": len(v)} for k, v in lat.items() if v
         },
         "latency_algorithmic_samples": gated.n_fft - 1,
         "audio_s": seconds, "threads": args.threads, "repeats": args.repeats, "fast_repeats": args.fast_repeats,
         "cpu": cpu_model(), "torch": torch.__version__, "python": sys.version.split()[0], "git": git_rev(),
         "load_average": os.getloadavg(), "cores": os.cpu_count(),
     }
-    out["fast_paths"] = fast_paths(args, gated, dense, wav, ref.wav, ref_dense.wav, seconds, hop)
+    out["sections"] = sorted(sections)
+    if "fast" in sections:
+        out["fast_paths"] = fast_paths(args, gated, dense, wav, ref.wav, ref_dense.wav, seconds, hop)
+    if "multistream" in sections:
+        out["multistream"] = multistream(args, gated, dense, wav, seconds, hop)
+    if "offline" in sections:
+        out["offline_batch"] = offline_batch(args, gated, dense, wav, seconds)
+    out["load_average_end"] = os.getloadavg()
     out["tried"] = TRIED
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -90,3 +90,22 @@ def test_lookahead_bounds_the_future_context(gated, gate_input):
     assert not any(moved(j) for j in range(11 + la, 30))
     assert moved(10 + la) or gated
     assert moved(10 + 3)  # the depthwise chain alone reaches 1 + 2 frames ahead
+
+
+@pytest.mark.parametrize("gate_hidden,gate_layers,gate_window", [(8, 2, 4), (16, 1, 4), (5, 3, 1), (32, 2, 2)])
+def test_gate_macs_equal_the_gate_convs_multiplies(gate_hidden, gate_layers, gate_window):
+    """Gate cost = what the gate convs multiply (counted by hooks) + 2 C_in for a running-sum pool."""
+    model = DynCPEnhancer(**dict(TINY, gate_hidden=gate_hidden, gate_window=gate_window), gate_layers=gate_layers)
+    counted = []
+
+    def hook(mod, inp, out):  # 1x1 conv: in * out multiplies per frame
+        counted.append(mod.in_channels * mod.out_channels * out.shape[-1])
+
+    hooks = [c.register_forward_hook(hook) for g in model.tcn.gates for c in g.convs]
+    out = model(torch.randn(1, 400))
+    for h in hooks:
+        h.remove()
+    frames = out.gates.shape[2]
+    pool = 2 * 4 * 2 if gate_window > 1 else 0  # 2 blocks, C_in = 4
+    assert dense_macs(model)["gates"] == sum(counted) // frames + pool
+    assert len(counted) == 2 * gate_layers
