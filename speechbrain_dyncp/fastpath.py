@@ -528,15 +528,21 @@ def _gates_channels_last(gate, x, valid):
     """
     import torch
 
-    x = x * valid
     k = gate.window
-    left = k - 1 if gate.causal else k // 2
-    h = _time_shifted_sum(x, [1.0] * k, 1, left) / k if k > 1 else x
+    if gate.causal:  # right padding never reaches a valid frame's past-only window: no masking
+        h = x.clone() if k > 1 else x
+        for j in range(1, k):
+            h[:, j:] += x[:, :-j]
+    else:
+        x = x * valid
+        h = _time_shifted_sum(x, [1.0] * k, 1, k // 2) if k > 1 else x
+    if k > 1:
+        h = h.div_(k)
     for i, conv in enumerate(gate.convs):
         h = _linear(h, conv)
         if i < len(gate.convs) - 1:
-            h = torch.relu(h)
-    return (h - gate.threshold > 0).to(x.dtype)
+            h = h.relu_()
+    return (h > gate.threshold).to(x.dtype)  # == (h - threshold > 0): float differences are exact-zero only when equal
 
 
 def _block_on_channels(blk, h, keep, idx):
@@ -584,7 +590,8 @@ def union_skipping(model):
     """An eval view of a gated ``DynCPEnhancer`` whose offline forward skips batch-wide pruned channels.
 
     Same weights (shared, not copied), same outputs as ``model`` up to float
-    rounding (the norms run as their eval affine); per block only the hidden
+    rounding (the norms run as their eval affine; gates at padded frames, which
+    nothing uses, may differ); per block only the hidden
     channels whose gate is on in at least one valid frame of the batch are
     computed. After a call, ``view.tcn._union_channels`` holds how many
     (block, channel) pairs were computed. For MAC accounting use ``model``.
