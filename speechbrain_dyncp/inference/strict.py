@@ -100,6 +100,13 @@ class StrictPretrained:
         return model
 
 
+def _is_torch_file(path: Path) -> bool:
+    """True for what ``torch.save`` writes: a zip archive, or a bare pickle (older format)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def load_model_folder(cls, folder, savedir=None, what: str = "model", trust_code: bool = False):
     """``cls.from_hparams`` on a local folder, strictly offline, with errors that name the file.
 
@@ -135,7 +142,8 @@ def load_model_folder(cls, folder, savedir=None, what: str = "model", trust_code
         check_hparams_file(source / "hyperparams.yaml")
     try:
         for ckpt in sorted(source.glob("*.ckpt")):  # weights only, whatever torch's default or environment
-            torch.load(ckpt, map_location="cpu", weights_only=True)
+            if _is_torch_file(ckpt):  # not e.g. a label encoder's text file
+                torch.load(ckpt, map_location="cpu", weights_only=True)
         return cls.from_hparams(
             source=str(source.resolve()), savedir=str(savedir) if savedir else None,
             local_strategy=LocalStrategy.NO_LINK if savedir is None else LocalStrategy.COPY,

@@ -240,3 +240,10 @@ def test_embed_unwritable_output_fails_before_the_work(speaker_dir, tmp_path, ca
     assert main(["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "blocker" / "e.npz"), "--model", str(d)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "blocker" in err
+
+
+def test_text_files_beside_the_checkpoints_still_load(speaker_dir):
+    d, state = speaker_dir
+    (d / "label_encoder.ckpt").write_text("'id1' => 0\n'id2' => 1\n================\n'starting_index' => 0\n")
+    model = load_speaker_model(d)  # the weights-only pre-read skips what torch.save did not write
+    assert all(torch.equal(model.mods.embedding_model.state_dict()[k], v) for k, v in state.items())

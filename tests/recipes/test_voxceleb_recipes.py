@@ -123,12 +123,15 @@ def test_exported_model_folder_round_trip(trained, tmp_path, small_corpus):
     """The exported folder loads in SpeechBrain's EncoderClassifier and in load_speaker_embedder, identically,
     with the best checkpoint's weights (strict)."""
     from speechbrain.inference.speaker import EncoderClassifier
+    from speechbrain.utils.checkpoints import Checkpointer
 
     from speechbrain_dyncp.data.audio import read_audio
     from speechbrain_dyncp.verification_pipeline import load_speaker_embedder
 
     model_dir = trained / "model"
-    ckpt = next((trained / "save").glob("CKPT+*/embedding_model.ckpt"))
+    # the best checkpoint, as the export picks it (not whichever CKPT+* the folder lists first)
+    best = Checkpointer(trained / "save").find_checkpoint(min_key="ErrorRate")
+    ckpt = best.path / "embedding_model.ckpt"
     ours = load_speaker_embedder(model_dir)
     for key, value in torch.load(ckpt).items():
         torch.testing.assert_close(ours.embedding_model.state_dict()[key], value)
