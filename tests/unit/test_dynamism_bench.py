@@ -1,0 +1,50 @@
+"""bench_dyncp's issue-15 sections run end to end at toy size and report consistent figures."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from speechbrain_dyncp.fastpath import c_available
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_dyncp.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_dyncp", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mac_table_matches_the_counter(bench, tmp_path):
+    """Gate width 8 on the small model: 7.5% overhead, 49.0% saved at 25% (docs/dynamic_compute.md)."""
+    out = tmp_path / "macs.json"
+    assert bench.main(["--mac-table", "--out", str(out)]) == 0
+    rows = {(r["model"], r["gate_hidden"]): r for r in json.loads(out.read_text())["rows"]}
+    small8 = rows[("small 64/128/2x3", 8)]
+    assert small8["gate_macs"] == 6 * (2 * 64 + 64 * 8 + 8 * 128)
+    assert round(small8["gate_overhead_pct"], 1) == 7.5 and round(small8["macs_saved_pct"], 1) == 49.0
+    assert rows[("full 128/256/3x3", 16)]["gate_overhead_pct"] < 10 < rows[("full 128/256/3x3", 32)]["gate_overhead_pct"]
+
+
+@pytest.mark.skipif(not c_available(), reason="no gcc: no C streams")
+def test_multistream_and_offline_sections(bench, tmp_path):
+    """Two streams, two files, half a second: every path ran, union = gated output, planted gates all used."""
+    out = tmp_path / "b.json"
+    assert bench.main(["--config", "small", "--gate-hidden", "8", "--seconds", "0.5", "--repeats", "1",
+                       "--fast-repeats", "1", "--sections", "multistream,offline", "--streams", "2", "--batch", "2",
+                       "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert "fast_paths" not in d and d["sections"] == ["multistream", "offline"]
+    ms = d["multistream"]
+    for sharing in ("shared_weights", "separate_weights"):
+        for name in ("dense", "pruned"):
+            e = ms[sharing][name]
+            assert e["rtf_per_stream"] == pytest.approx(e["rtf_aggregate"] * 2) and e["turn_s"]["max"] > 0
+    ob = d["offline_batch"]
+    assert ob["union_max_abs_diff_vs_gated"] < 1e-5
+    assert set(ob["rtf"]) >= {"torch_dense", "torch_gated", "torch_union", "tcn_union", "c_pruned"}
+    assert 0 < ob["union_channel_share"]["one_file"] <= ob["union_channel_share"]["batch"] <= 1
