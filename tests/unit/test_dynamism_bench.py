@@ -48,3 +48,29 @@ def test_multistream_and_offline_sections(bench, tmp_path):
     assert ob["union_max_abs_diff_vs_gated"] < 1e-5
     assert set(ob["rtf"]) >= {"torch_dense", "torch_gated", "torch_union", "tcn_union", "c_pruned"}
     assert 0 < ob["union_channel_share"]["one_file"] <= ob["union_channel_share"]["batch"] <= 1
+
+
+def test_bench_dynamism_pools_a_manifest(tmp_path):
+    """Two files with frame labels: pooled figures by labels and by the bundled model's VAD probe, per SNR."""
+    import numpy as np
+    import soundfile as sf
+
+    spec = importlib.util.spec_from_file_location("bench_dynamism", BENCH.with_name("bench_dynamism.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    lines = ["noisy_wav,labels,snr"]
+    for i, snr in enumerate(["5.0", "inf"]):
+        wav, lab = tmp_path / f"{i}.wav", tmp_path / f"{i}.npz"
+        sf.write(wav, 0.05 * rng.standard_normal(16000), 16000)
+        np.savez(lab, vad=(np.arange(63) >= 20).astype(np.uint8))
+        lines.append(f"{wav},{lab},{snr}")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "d.json"
+    assert module.main(["--manifest", str(tmp_path / "m.csv"), "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["files"] == 2 and set(d["by_snr_db"]) == {"5", "clean"}
+    lab = d["speech_from_labels"]
+    assert 0 < lab["active_ratio_nonspeech"] < 1 and lab["nonspeech_over_speech"] == pytest.approx(
+        lab["active_ratio_nonspeech"] / lab["active_ratio_speech"], abs=1e-5)
+    assert d["speech_from_vad_probe"]["files"] == 2 and "compute_vs_input_snr" not in d  # one noisy file only
