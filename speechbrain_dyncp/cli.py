@@ -201,8 +201,11 @@ def cmd_enhance(args) -> int:
         try:
             frames, rate, _ = audio_info(src)
             if frames / rate > args.chunk_over:  # long file: bounded memory, audio only
-                enhance_file_chunked(model.enhancer, src, dst, sample_rate=model.hparams.sample_rate,
-                                     overwrite=args.overwrite)
+                info = enhance_file_chunked(model.enhancer, src, dst, sample_rate=model.hparams.sample_rate,
+                                            overwrite=args.overwrite)
+                if info["clipped"]:  # not scaled like short files: the peak is known only at the end
+                    print(f"warning: {src}: {info['clipped']} of {info['samples']} output samples were beyond "
+                          "full scale and written clipped; scale the input down and rerun", file=sys.stderr)
                 if args.probes or args.plot:
                     print(f"note: {src} is longer than {args.chunk_over:.0f} s: enhanced in chunks, "
                           "no probes/plot written", file=sys.stderr)

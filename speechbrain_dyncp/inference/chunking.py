@@ -122,7 +122,8 @@ def enhance_file_chunked(
     Returns
     -------
     dict
-        ``{"samples": output samples, "sample_rate": ..., "input_rate": ..., "mode": "streaming"|"overlap"}``.
+        ``{"samples": output samples, "sample_rate": ..., "input_rate": ..., "mode": "streaming"|"overlap",
+        "clipped": output samples beyond [-1, 1], written clipped}``.
 
     Example
     -------
@@ -167,13 +168,14 @@ def enhance_file_chunked(
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".part")
-    written = 0
+    written = clipped = 0
     try:
         with sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=1, subtype="PCM_16", format="WAV") as fo:
             for piece in enhanced:
                 piece = piece.float().reshape(-1)
                 if not bool(torch.isfinite(piece).all()):
                     raise AudioError(f"The enhancer produced NaN/inf for {in_path} near output sample {written}")
+                clipped += int((piece.abs() > 1.0).sum())  # reported: 16-bit output cannot hold them
                 fo.write(piece.clamp(-1.0, 1.0).numpy())
                 written += piece.numel()
     except BaseException:
@@ -181,7 +183,7 @@ def enhance_file_chunked(
         raise
     os.replace(tmp, out_path)
     return {"samples": written, "sample_rate": sample_rate, "input_rate": in_rate,
-            "mode": "streaming" if causal else "overlap"}
+            "mode": "streaming" if causal else "overlap", "clipped": clipped}
 
 
 def _streamed(model, blocks: Iterator[torch.Tensor], group_frames: int) -> Iterator[torch.Tensor]:

@@ -148,3 +148,10 @@ def test_too_short_for_a_figure_fails_before_any_output(model_dir, tmp_path, cap
     err = capsys.readouterr().err
     assert "one.wav is 0 ms long: too short for --plot" in err and "ten_ms.wav is 10 ms long" in err
     assert sorted(p.name for p in out.iterdir()) == ["ok.json", "ok.png", "ok.probes.csv", "ok.wav"]
+
+
+def test_long_float_input_over_full_scale_is_reported_as_clipped(model_dir, tmp_path, capsys):
+    t = np.arange(3 * SR) / SR
+    sf.write(tmp_path / "loud.wav", (5000 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR, subtype="FLOAT")
+    assert _enhance(model_dir, tmp_path / "loud.wav", "-o", tmp_path / "out", "--chunk-over", "1") == 0
+    assert "output samples were beyond full scale and written clipped" in capsys.readouterr().err
