@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from test_speaker_interface import YAML as SPEAKER_YAML  # the same small ECAPA folder
 
 from speechbrain_dyncp.cli import load_enhancer, main
 from speechbrain_dyncp.export import write_model_folder
@@ -14,22 +15,6 @@ from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
 
 SR = 16000
 CFG = dict(channels=8, hidden=8, n_stacks=1, n_blocks=2, gate_hidden=4)
-SPEAKER_YAML = """sample_rate: 16000
-compute_features: !new:speechbrain.lobes.features.Fbank
-    n_mels: 24
-embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
-    input_size: 24
-    channels: [16, 16, 16, 16, 48]
-    attention_channels: 8
-    se_channels: 8
-    lin_neurons: 12
-modules:
-    compute_features: !ref <compute_features>
-    embedding_model: !ref <embedding_model>
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-    loadables:
-        embedding_model: !ref <embedding_model>
-"""
 
 
 @pytest.fixture()

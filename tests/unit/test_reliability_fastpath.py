@@ -38,15 +38,20 @@ def test_built_kernel_and_its_folder_are_private(fresh):
     assert _mode(fresh) == 0o700 and _mode(so) & 0o077 == 0
 
 
-def test_library_in_a_world_writable_folder_is_not_loaded(fresh, monkeypatch):
-    assert fastpath._compile("float") is not None  # a genuine kernel, then the folder is opened up
-    os.chmod(fresh, 0o777)
+def _assert_refused(monkeypatch, match):
+    """A fresh load attempt warns with ``match`` and never hands the library to the loader."""
     monkeypatch.setattr(fastpath, "_LIBS", {})
     loaded = []
     monkeypatch.setattr(fastpath.ctypes, "CDLL", lambda path: loaded.append(path))
-    with pytest.warns(RuntimeWarning, match=r"not loading the C kernel: .*cache can be written by other users"):
+    with pytest.warns(RuntimeWarning, match=match):
         assert fastpath._compile("float") is None
     assert loaded == []
+
+
+def test_library_in_a_world_writable_folder_is_not_loaded(fresh, monkeypatch):
+    assert fastpath._compile("float") is not None  # a genuine kernel, then the folder is opened up
+    os.chmod(fresh, 0o777)
+    _assert_refused(monkeypatch, r"not loading the C kernel: .*cache can be written by other users")
 
 
 def test_planted_library_of_another_owner_is_not_loaded(fresh, monkeypatch):
@@ -55,9 +60,4 @@ def test_planted_library_of_another_owner_is_not_loaded(fresh, monkeypatch):
     assert fastpath._compile("float") is not None
     (so,) = fresh.glob("dyncp_frame_float_*.so")
     os.chown(so, 4242, -1)  # as if another user had put it there first
-    monkeypatch.setattr(fastpath, "_LIBS", {})
-    loaded = []
-    monkeypatch.setattr(fastpath.ctypes, "CDLL", lambda path: loaded.append(path))
-    with pytest.warns(RuntimeWarning, match=r"dyncp_frame_float_.*\.so is owned by uid 4242"):
-        assert fastpath._compile("float") is None
-    assert loaded == []
+    _assert_refused(monkeypatch, r"dyncp_frame_float_.*\.so is owned by uid 4242")
