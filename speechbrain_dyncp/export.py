@@ -13,6 +13,7 @@ Authors
 """
 
 import io
+import pickle
 import shutil
 from pathlib import Path
 from typing import Dict, Optional
@@ -20,6 +21,9 @@ from typing import Dict, Optional
 import torch
 from hyperpyyaml import resolve_references
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from speechbrain_dyncp.inference.strict import ModelFolderError
 
 ENHANCER_TAG = "!new:speechbrain_dyncp.lobes.enhancer.DynCPEnhancer"
 PROBES_TAG = "!new:speechbrain_dyncp.lobes.probes.MaskProbes"
@@ -157,6 +161,17 @@ def check_model_folder(folder, expected: Dict[str, Dict]) -> None:
                 raise RuntimeError(f"{folder}: {key}.{name} differs after loading")
 
 
+def _load_weights(path: Path) -> Dict:
+    """``torch.load(path, weights_only=True)``; a damaged or unsafe file is a one-line error naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, OSError) as exc:
+        raise ModelFolderError(f"{path}: cannot load it (corrupted, truncated, or objects besides weights): "
+                               f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+
+
 def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, max_key=None) -> Path:
     """Turn a ``recipes/DynCP/train.py`` output folder into a model folder.
 
@@ -176,12 +191,16 @@ def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, m
     pathlib.Path
     """
     exp = Path(experiment_dir)
-    tag, kwargs = read_module_definition(exp / "hyperparams.yaml", "enhancer")
+    try:
+        tag, kwargs = read_module_definition(exp / "hyperparams.yaml", "enhancer")
+    except (YAMLError, KeyError, ValueError) as exc:  # a user's file: one line naming it
+        raise ModelFolderError(f"{exp / 'hyperparams.yaml'}: cannot read the enhancer definition: "
+                               f"{' '.join(str(exc).split())}") from exc
     if tag != ENHANCER_TAG:
-        raise ValueError(f"{exp}: 'enhancer' is {tag}, expected {ENHANCER_TAG}")
+        raise ModelFolderError(f"{exp / 'hyperparams.yaml'}: 'enhancer' is {tag}, expected {ENHANCER_TAG}")
     ckpt = find_checkpoint(exp, min_key=min_key, max_key=max_key)
-    state = torch.load(ckpt / "enhancer.ckpt", map_location="cpu", weights_only=True)
-    probes = torch.load(probes_ckpt, map_location="cpu", weights_only=True) if probes_ckpt else None
+    state = _load_weights(ckpt / "enhancer.ckpt")
+    probes = _load_weights(Path(probes_ckpt)) if probes_ckpt else None
     provenance = f"\n# exported from {exp.name}/save/{ckpt.name}\n"
     return write_model_folder(out_dir, kwargs, state, probes, extra_yaml=provenance)
 

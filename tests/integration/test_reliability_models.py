@@ -232,3 +232,34 @@ def test_text_files_beside_the_checkpoints_still_load(speaker_dir):
     (d / "label_encoder.ckpt").write_text("'id1' => 0\n'id2' => 1\n================\n'starting_index' => 0\n")
     model = load_speaker_model(d)  # the weights-only pre-read skips what torch.save did not write
     assert all(torch.equal(model.mods.embedding_model.state_dict()[k], v) for k, v in state.items())
+
+
+def _experiment(root):
+    """A recipe output folder: hyperparams.yaml + save/CKPT+*/enhancer.ckpt."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    root.mkdir()
+    (root / "hyperparams.yaml").write_text("enhancer: !new:speechbrain_dyncp.lobes.enhancer.DynCPEnhancer\n"
+                                           + "".join(f"    {k}: {v}\n" for k, v in CFG.items()))
+    return Checkpointer(root / "save", {"enhancer": DynCPEnhancer(**CFG)}).save_checkpoint().path
+
+
+@pytest.mark.parametrize("damage", ["yaml", "ckpt"])
+def test_export_of_a_damaged_experiment_is_one_line(tmp_path, capsys, damage):
+    ckpt_dir = _experiment(tmp_path / "exp")
+    if damage == "yaml":
+        (tmp_path / "exp" / "hyperparams.yaml").write_text("enhancer: !new:x.Y\n    channels: [8\n")
+    else:
+        data = (ckpt_dir / "enhancer.ckpt").read_bytes()
+        (ckpt_dir / "enhancer.ckpt").write_bytes(data[: len(data) // 2])
+    assert main(["export", str(tmp_path / "exp"), "-o", str(tmp_path / "model")]) == 2
+    err = capsys.readouterr().err.strip()
+    named = "hyperparams.yaml" if damage == "yaml" else "enhancer.ckpt"
+    assert len(err.splitlines()) == 1 and named in err and "Traceback" not in err
+    assert not (tmp_path / "model").exists()
+
+
+def test_export_of_an_intact_experiment_still_works(tmp_path, capsys):
+    _experiment(tmp_path / "exp")
+    assert main(["export", str(tmp_path / "exp"), "-o", str(tmp_path / "model")]) == 0
+    assert load_enhancer(str(tmp_path / "model")).enhancer is not None
