@@ -293,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("enhance", help="enhance audio files or folders (recursive)", parents=[trust])
     e.add_argument("inputs", nargs="+", help="audio files and/or folders")
-    e.add_argument("-o", "--output", required=True, help="output folder (input trees are mirrored)")
+    e.add_argument("-o", "--output", required=True,
+                   help="output folder (input trees are mirrored; a.wav -> a.wav, other formats keep their "
+                        "extension: a.flac -> a.flac.wav; an output never replaces an input)")
     e.add_argument("--model", help="enhancer model folder (default: the bundled small model)")
     e.add_argument("--probes", action="store_true", help="write per-frame VAD/F0/SNR CSV and per-file JSON")
     e.add_argument("--plot", action="store_true", help="write a figure per file")
