@@ -50,11 +50,21 @@ from speechbrain_dyncp.probes.plots import plot_channel_curves, plot_timeline, p
 logger = logging.getLogger(__name__)
 # Heads whose labels are per frame (the others have one label per utterance).
 FRAME_TARGETS = ("vad", "f0")
+# SNR label of speech without noise (the real corpus' clean items, snr = inf): the
+# SNR head reads "this clean or cleaner"; its MAE is reported over noisy items.
+SNR_CEILING = 30.0
 
 
 def prepare_rows(hp) -> list:
     """Manifest rows (dicts) of the pooled probe data, each with a ``split``."""
     folder = str(hp["data_folder"])
+    if folder == "real_speech":  # the enhancer's real corpus: fit on training speakers, test on its test split
+        from speechbrain_dyncp.data.real_speech import prepare_fit_mixtures, prepare_real_speech
+
+        outputs = prepare_real_speech(hp["shared_data"], hp["real_corpus_folder"], seed=hp["corpus_seed"])
+        fit_csv = prepare_fit_mixtures(hp["real_corpus_folder"], hp["max_utterances"], seed=hp["corpus_seed"])
+        return ([dict(r, split="train") for r in csv.DictReader(open(fit_csv))]
+                + [dict(r, split="test") for r in csv.DictReader(open(outputs["test"]))])
     if folder == "real":
         from speechbrain_dyncp.probes.real_mixtures import build_real_mixtures
 
@@ -165,7 +175,7 @@ def collect(enhancer, rows, hp, speed: float = 1.0) -> list:
             n = int(out.frame_mask[b].sum())
             uid = r["ID"] if speed == 1.0 else f"{r['ID']}@x{speed}"
             utt = {"id": uid, "src": r["ID"], "spk": r["spk_id"], "split": r["split"], "noise": r["noise"],
-                   "snr": float(r["snr"])}
+                   "snr": min(float(r["snr"]), SNR_CEILING)}
             utt["gates"] = out.gates[b, :, :n].to(torch.uint8).numpy()
             lab = frame_labels(r, n if speed == 1.0 else n_orig[b], hp["label_source"])
             if speed != 1.0:

@@ -61,6 +61,7 @@ from speechbrain_dyncp.metrics.enhancement import (
 )
 
 logger = logging.getLogger(__name__)
+REAL_SPEECH = "real_speech"  # data_folder value: the real corpus of data/real_speech.py
 
 
 class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
@@ -75,10 +76,14 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
     def compute_objectives(self, out, batch, stage):
         """DynCP loss; accumulates logging statistics (and test rows)."""
         clean, lens = batch.clean_sig
-        terms = self.hparams.compute_cost(out.wav, clean, out.gates, lens, out.frame_mask)
+        speech = batch.vad.data if self.speech_budget else None
+        terms = self.hparams.compute_cost(out.wav, clean, out.gates, lens, out.frame_mask, speech=speech)
         n = clean.shape[0]
         self.sums["se"] += float(terms.se.detach()) * n
         self.sums["ratio"] += float(terms.ratio) * n
+        if terms.ratio_speech is not None:
+            self.sums["ratio_speech"] += float(terms.ratio_speech) * n
+            self.sums["ratio_pause"] += float(terms.ratio_pause) * n
         self.sums["n"] += n
         if stage != sb.Stage.TRAIN:
             self._score(out, batch, stage)
@@ -90,6 +95,11 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
                 self.sums[f"probe_{key}"] += value * n
             loss = loss + joint.loss
         return loss
+
+    @property
+    def speech_budget(self):
+        """True when the compute budget differs on speech and pause frames (``phi_pause``)."""
+        return bool(self.hparams.gated) and getattr(self.hparams, "phi_pause", None) is not None
 
     @property
     def gate_probes(self):
@@ -205,7 +215,9 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
         """
         if not self.hparams.gated:
             return stats["si_sdr"]
-        excess = abs(stats["ratio"] - self.hparams.phi_target) - self.hparams.ratio_tolerance
+        # with a speech/pause budget, phi_target is the speech frames' share
+        ratio = stats.get("ratio_speech", stats["ratio"]) if self.speech_budget else stats["ratio"]
+        excess = abs(ratio - self.hparams.phi_target) - self.hparams.ratio_tolerance
         return stats["si_sdr"] - 100.0 * max(0.0, excess)
 
     def _write_report(self):
@@ -246,6 +258,26 @@ def _random_excerpt(path, n_samples, sample_rate):
     return wav[start : start + n_samples]
 
 
+def _remix(noisy, clean, noises, rirs, hparams):
+    """The VoiceBank/embedded re-mixing: optional RIR on the clean source, then noise at a random SNR."""
+    sr = hparams["sample_rate"]
+    if rirs and random.random() < hparams["reverb_prob"]:
+        from speechbrain.processing.signal_processing import reverberate
+
+        rir = read_audio(random.choice(rirs), sr)
+        clean = reverberate(clean[None], rir[None], rescale_amp="avg")[0]
+        noisy = None  # the file's noise no longer matches: re-mix below
+    if noises and (noisy is None or random.random() < hparams["mix_prob"]):
+        from speechbrain_dyncp.data.mixing import mix_at_snr
+
+        noise = _random_excerpt(random.choice(noises), clean.numel(), sr)
+        snr = random.uniform(hparams["snr_low"], hparams["snr_high"])
+        noisy = mix_at_snr(clean, noise, snr)
+    if noisy is None:  # reverberated without a noise list: the clean file's noise is lost
+        noisy = clean.clone()
+    return noisy, clean
+
+
 def dataio_prep(hparams):
     """Train/valid/test ``DynamicItemDataset``s giving ``noisy_sig`` and ``clean_sig``.
 
@@ -258,16 +290,32 @@ def dataio_prep(hparams):
     ``rir_csv`` is given, a ``reverb_prob`` share of clean sources is first
     convolved with a random RIR (aligned to its direct path; the reverberant
     clean is then the target: denoising, not dereverberation).
+
+    With ``data_folder: real_speech`` every training item is mixed afresh by
+    :class:`~speechbrain_dyncp.data.real_mixing.RealMixer` (noise-only pauses
+    of up to ``pause_seconds``, a training room with ``reverb_prob``, a training
+    noise segment at an SNR in ``[snr_low, snr_high]`` or, for a ``1 - mix_prob``
+    share, no noise at all, and a level in ``[level_db_low, level_db_high]``).
     """
     sr, hop = hparams["sample_rate"], hparams["hop_length"]
     crop = int(hparams["crop_seconds"] * sr)
-    # Frame labels for the jointly trained gate read-outs (losses/gate_probes.py).
-    with_labels = bool(hparams.get("joint_probes"))
+    # Frame labels: for the jointly trained gate read-outs (losses/gate_probes.py)
+    # and for the speech/pause compute budget (phi_pause).
+    with_labels = bool(hparams.get("joint_probes")) or hparams.get("phi_pause") is not None
     speeds = hparams.get("speed_factors") if hparams.get("speed_perturb") else None
     for factor in speeds or []:
         speed_rates(factor)  # a bad factor fails here, not inside the data loader
-    noises = _read_noise_list(hparams["noise_csv"]) if hparams.get("noise_csv") else None
-    rirs = _read_noise_list(hparams["rir_csv"]) if hparams.get("rir_csv") else None
+    real = str(hparams["data_folder"]) == REAL_SPEECH
+    noises = _read_noise_list(hparams["noise_csv"]) if hparams.get("noise_csv") and not real else None
+    rirs = _read_noise_list(hparams["rir_csv"]) if hparams.get("rir_csv") and not real else None
+    mixer = None
+    if real:  # dynamic mixing of real noises and rooms (data/real_mixing.py)
+        from speechbrain_dyncp.data.real_mixing import RealMixer
+
+        mixer = RealMixer(hparams["noise_csv"], hparams["rir_csv"], (hparams["snr_low"], hparams["snr_high"]),
+                          clean_prob=1.0 - hparams["mix_prob"], reverb_prob=hparams["reverb_prob"],
+                          pause_range=(0.0, hparams["pause_seconds"]),
+                          level_range=(hparams["level_db_low"], hparams["level_db_high"]))
 
     def read_pair(noisy_wav, clean_wav):
         noisy, clean = read_audio(noisy_wav, sr), read_audio(clean_wav, sr)
@@ -289,32 +337,24 @@ def dataio_prep(hparams):
             noisy, clean = perturb_speed(noisy, factor), perturb_speed(clean, factor)
             if with_labels:
                 vad_f0 = perturb_speed_labels(*vad_f0, factor, clean.numel(), hop)
-        first = 0  # first label frame of the crop
         if crop and clean.numel() > crop:
             # crops start on the hop grid, so crop frame t is utterance frame first + t
             first = random.randint(0, (clean.numel() - crop) // hop)
             start = first * hop
             noisy, clean = noisy[start : start + crop], clean[start : start + crop]
-        if rirs and random.random() < hparams["reverb_prob"]:
-            from speechbrain.processing.signal_processing import reverberate
-
-            rir = read_audio(random.choice(rirs), sr)
-            clean = reverberate(clean[None], rir[None], rescale_amp="avg")[0]
-            noisy = None  # the file's noise no longer matches: re-mix below
-        if noises and (noisy is None or random.random() < hparams["mix_prob"]):
-            from speechbrain_dyncp.data.mixing import mix_at_snr
-
-            noise = _random_excerpt(random.choice(noises), clean.numel(), sr)
-            snr = random.uniform(hparams["snr_low"], hparams["snr_high"])
-            noisy = mix_at_snr(clean, noise, snr)
-        if noisy is None:  # reverberated without a noise list: the clean file's noise is lost
-            noisy = clean.clone()
+            if with_labels:
+                vad_f0 = tuple(lab[first : first + 1 + crop // hop] for lab in vad_f0)
+        if mixer is not None:
+            item = mixer(clean, *(vad_f0 or (None, None)))
+            noisy, clean = item["noisy"], item["clean"]
+            vad_f0 = (item["vad"], item["f0"]) if with_labels else None
+        else:
+            noisy, clean = _remix(noisy, clean, noises, rirs, hparams)
         yield noisy
         yield clean
         if with_labels:
-            n = 1 + clean.numel() // hop
-            yield vad_f0[0][first : first + n]
-            yield vad_f0[1][first : first + n]
+            yield vad_f0[0]
+            yield vad_f0[1]
 
     @sb.utils.data_pipeline.takes("id", "noisy_wav", "clean_wav", "labels")
     @sb.utils.data_pipeline.provides("noisy_sig", "clean_sig", "vad", "f0")
@@ -341,8 +381,20 @@ def dataio_prep(hparams):
 
 
 def prepare_data(hparams):
-    """Build the embedded corpus if asked (``data_folder: embedded``), then the manifests."""
+    """Build the embedded corpus (``data_folder: embedded``) or the real-speech corpus
+    (``data_folder: real_speech``, from ``shared_data``) if asked, then the manifests."""
     from speechbrain_dyncp.data.voicebank import prepare_voicebank
+
+    if str(hparams["data_folder"]) == REAL_SPEECH:
+        from speechbrain_dyncp.data.real_speech import prepare_real_speech
+
+        run_on_main(prepare_real_speech, args=[hparams["shared_data"], hparams["real_corpus_folder"]])
+        outputs = prepare_real_speech(hparams["shared_data"], hparams["real_corpus_folder"], skip_prep=True)
+        for split in ("train", "valid", "test"):
+            hparams[f"{split}_annotation"] = str(outputs[split])
+        hparams["noise_csv"] = hparams.get("noise_csv") or str(outputs["noise_train"])
+        hparams["rir_csv"] = hparams.get("rir_csv") or str(outputs["rir_train"])
+        return
 
     if str(hparams["data_folder"]) == "embedded":
         from speechbrain_dyncp.data.synth import build_corpus

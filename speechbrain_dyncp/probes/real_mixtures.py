@@ -32,32 +32,9 @@ import torch
 from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import autocorr_f0, energy_vad, n_frames
 from speechbrain_dyncp.data.mixing import mix_at_snr, reverberate
+from speechbrain_dyncp.data.real_speech import fda_f0, hts_vad
 
 SR, HOP = 16000, 256
-
-
-def _fda_f0(path: Path, n: int) -> np.ndarray:
-    """Laryngograph F0 (15 ms frames) on the 16 ms label grid."""
-    ref = np.loadtxt(path, ndmin=1)
-    pos = np.arange(n) * HOP / SR / 0.015
-    lo = np.clip(np.floor(pos).astype(int), 0, len(ref) - 1)
-    hi = np.clip(lo + 1, 0, len(ref) - 1)
-    frac = pos - np.floor(pos)
-    f0 = (1 - frac) * ref[lo] + frac * ref[hi]
-    f0[(ref[lo] <= 0) | (ref[hi] <= 0) | (pos > len(ref) - 1)] = 0.0
-    return f0.astype(np.float32)
-
-
-def _hts_vad(path: Path, n: int) -> np.ndarray:
-    """Speech = frames whose centre falls in a non-silence phone (HTS times in 100 ns)."""
-    vad = np.zeros(n, np.uint8)
-    centres = np.arange(n) * HOP / SR
-    for line in Path(path).read_text().splitlines():
-        start, end, lab = line.split(maxsplit=2)
-        phone = lab.split("-")[1].split("+")[0]
-        if phone not in ("sil", "pau"):
-            vad[(centres >= int(start) * 1e-7) & (centres < int(end) * 1e-7)] = 1
-    return vad
 
 
 def _concat(paths: Sequence[Path], gap_s: float = 0.2) -> torch.Tensor:
@@ -74,7 +51,7 @@ def speech_items(shared: Path) -> List[dict]:
     fda = shared / "fda_pitch_rl"
     for wav in sorted(fda.glob("rl*.wav")):
         x = read_audio(wav, SR)
-        items.append({"id": f"fda_{wav.stem}", "spk": "rl", "wav": x, "f0": _fda_f0(wav.with_suffix(".f0ref"), n_frames(len(x))), "f0_source": "laryngograph"})
+        items.append({"id": f"fda_{wav.stem}", "spk": "rl", "wav": x, "f0": fda_f0(wav.with_suffix(".f0ref"), n_frames(len(x))), "f0_source": "laryngograph"})
     arctic = shared / "cmu_arctic"
     if (arctic / "files.csv").exists():
         for row in csv.DictReader(open(arctic / "files.csv")):
@@ -83,7 +60,7 @@ def speech_items(shared: Path) -> List[dict]:
             item = {"id": f"arctic_{wav.stem}", "spk": f"arctic_{row['speaker']}", "wav": x}
             lab = wav.with_name(wav.stem + "_phone.lab")
             if lab.exists():
-                item.update(vad=_hts_vad(lab, n_frames(len(x))), vad_source="phone_timings")
+                item.update(vad=hts_vad(lab, n_frames(len(x))), vad_source="phone_timings")
             items.append(item)
     sc = shared / "speech_commands_subset"
     if (sc / "utt2spk.csv").exists():

@@ -1,0 +1,186 @@
+"""Real-speech corpus preparation (data/real_speech.py) and mixing (data/real_mixing.py).
+
+A miniature development folder with the real layout (speechocean762 CSV, noise
+and room folders) is built from a few real files of ../shared/data where present,
+so the split, hold-out and bad-file rules are checked end to end in seconds.
+"""
+
+import csv
+import hashlib
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speechbrain_dyncp.data.labels import load_frame_labels, n_frames
+from speechbrain_dyncp.data.real_mixing import RealMixer
+from speechbrain_dyncp.data.real_speech import (
+    CONDITIONS,
+    find_utterances,
+    noise_class,
+    prepare_real_speech,
+    split_speakers,
+)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _tree_digest(root: Path) -> str:
+    """Names, sizes and contents of every file under ``root``."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        h.update(str(p.relative_to(root)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def mini_shared(shared_data, tmp_path_factory) -> Path:
+    """24 speechocean762 speakers (2 sentences each), 3 noises, 3 rooms, one corrupt file."""
+    root = tmp_path_factory.mktemp("mini_shared")
+    so_rows = _rows(shared_data / "speechocean762" / "utt2spk.csv")
+    speakers = sorted({r["speaker"] for r in so_rows})[:24]
+    kept = [r for r in so_rows if r["speaker"] in speakers]
+    kept = [r for i, r in enumerate(kept) if sum(k["speaker"] == r["speaker"] for k in kept[:i]) < 2]
+    for r in kept:
+        (root / "speechocean762" / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_data / "speechocean762" / r["path"], root / "speechocean762" / r["path"])
+    corrupt = dict(kept[0], path=kept[0]["path"].replace(".flac", "_bad.flac"))
+    (root / "speechocean762" / corrupt["path"]).write_bytes(b"not audio at all")
+    with open(root / "speechocean762" / "utt2spk.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(so_rows[0]))
+        writer.writeheader()
+        writer.writerows(kept + [corrupt])
+    (root / "noise").mkdir()
+    noise_rows = _rows(shared_data / "noise" / "labels.csv")[:3]
+    for r in noise_rows:
+        (root / "noise" / r["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared_data / "noise" / r["path"], root / "noise" / r["path"])
+    with open(root / "noise" / "labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(noise_rows[0]))
+        writer.writeheader()
+        writer.writerows(noise_rows)
+    (root / "rirs").mkdir()
+    for name in ("seminar_room_clap.wav", "openair_large_church.wav", "openair_pymixconsole_small_room.wav"):
+        shutil.copy(shared_data / "rirs" / name, root / "rirs" / name)
+    for p in root.rglob("*"):
+        p.chmod(0o555 if p.is_dir() else 0o444)  # written into = a test failure, not a silent change
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(mini_shared, tmp_path_factory):
+    before = _tree_digest(mini_shared)
+    out = prepare_real_speech(mini_shared, tmp_path_factory.mktemp("real_corpus"), seed=3)
+    return out, before
+
+
+def test_splits_are_speaker_disjoint_and_cover_every_condition(prepared):
+    out, _ = prepared
+    speakers = {s: {r["spk_id"] for r in _rows(out[s])} for s in ("train", "valid", "test")}
+    assert speakers["train"] and speakers["test"]
+    assert not speakers["train"] & speakers["test"]
+    assert not speakers["train"] & speakers["valid"]
+    assert not speakers["valid"] & speakers["test"]
+    conditions = {r["condition"] for r in _rows(out["test"])}
+    dry = {f"dry_{c}" for c in CONDITIONS[: len(_rows(out["test"])) // 2]}
+    assert dry <= conditions
+
+
+def test_test_noise_segments_and_rooms_are_never_in_training(prepared):
+    out, _ = prepared
+    train_noise = {Path(r["wav"]).resolve() for r in _rows(out["noise_train"])}
+    test_noise = {Path(r["wav"]).resolve() for r in _rows(out["noise_test"])}
+    assert train_noise and test_noise and not train_noise & test_noise
+    # the segments are cut from disjoint time spans: no test sample equals a training excerpt
+    for a, b in zip(sorted(train_noise), sorted(test_noise)):
+        x, y = sf.read(a)[0][:4000], sf.read(b)[0][:4000]
+        assert not np.allclose(x[: len(y)], y[: len(x)])
+    train_rooms = {r["ID"] for r in _rows(out["rir_train"])}
+    test_rooms = {r["ID"] for r in _rows(out["rir_test"])}
+    assert test_rooms == {"openair_large_church"} and "openair_large_church" not in train_rooms
+    assert {r["room"] for r in _rows(out["test"]) if r["room"]} <= test_rooms
+
+
+def test_bad_file_is_reported_and_nothing_is_written_into_the_source(prepared, mini_shared):
+    out, before = prepared
+    skipped = (out["train"].parent / "skipped.txt").read_text()
+    assert "_bad.flac" in skipped
+    assert _tree_digest(mini_shared) == before
+    with pytest.raises(ValueError, match="inside"):
+        prepare_real_speech(mini_shared, mini_shared / "corpus")
+
+
+def test_fixed_mixtures_hit_their_snr_over_the_speech_span(prepared):
+    out, _ = prepared
+    for row in _rows(out["test"]):
+        noisy, _ = sf.read(row["noisy_wav"])
+        clean, _ = sf.read(row["clean_wav"])
+        lab = load_frame_labels(row["labels"])
+        assert len(lab["vad"]) == n_frames(len(clean))
+        if row["snr"] == "inf":
+            assert np.abs(noisy - clean).max() < 1e-4 and row["noise"] == "none"
+            continue
+        if row["room"]:  # the reverberant tail runs past the dry speech span the SNR is set on
+            continue
+        speech = np.flatnonzero(np.abs(clean) > 0)
+        span = slice(speech[0], speech[-1] + 1)
+        snr = 10 * np.log10(np.sum(clean[span] ** 2) / np.sum((noisy - clean)[span] ** 2))
+        # the exact span is the mixer's (unit test below); here the first and last
+        # non-zero samples of a 16-bit copy bound it, a little inside
+        assert snr == pytest.approx(float(row["snr"]), abs=1.5)
+        assert np.abs(noisy[: speech[0]]).max() > 0  # the lead-in carries noise only
+        assert lab["vad"][: speech[0] // 256].sum() == 0
+
+
+def test_real_folder_split_is_speaker_disjoint(shared_data):
+    utts = find_utterances(shared_data)
+    split = split_speakers(utts)
+    by_corpus = {}
+    for u in utts:
+        by_corpus.setdefault(u["corpus"], set()).add(split[u["spk"]])
+    assert by_corpus["fda"] == {"test"} and by_corpus["fsdd"] == {"train"}
+    assert by_corpus["so762"] == {"train", "valid", "test"}
+    so = [u for u in utts if u["corpus"] == "so762"]
+    test_genders = {u["gender"] for u in so if split[u["spk"]] == "test"}
+    assert test_genders == {"f", "m"}
+
+
+def test_mixer_labels_follow_the_lead_in_and_clean_items_pass_through():
+    mixer = RealMixer(None, None, clean_prob=1.0, pause_range=(0.5, 0.5), level_range=(-30.0, -30.0))
+    clean = 0.2 * torch.randn(4096)
+    vad, f0 = torch.ones(n_frames(4096)), torch.full((n_frames(4096),), 120.0)
+    item = mixer(clean, vad, f0, rng=np.random.default_rng(1))
+    lead = item["lead"] // 256
+    assert item["lead"] == 8000 // 256 * 256 and item["snr"] == math.inf
+    assert torch.equal(item["noisy"], item["clean"])
+    assert item["vad"][:lead].sum() == 0 and item["vad"][lead : lead + len(vad)].all()
+    assert len(item["vad"]) == n_frames(item["clean"].numel())
+
+
+def test_mixer_sets_the_snr_over_the_speech_span_only(tmp_path):
+    noise = tmp_path / "n.wav"
+    sf.write(noise, 0.1 * np.random.default_rng(0).standard_normal(16000), 16000)
+    (tmp_path / "n.csv").write_text(f"ID,duration,wav,wav_format,wav_opts,noise_class\nn,1.0,{noise},wav,,hum\n")
+    mixer = RealMixer(tmp_path / "n.csv", None, snr_range=(7.0, 7.0), clean_prob=0.0, reverb_prob=0.0,
+                      pause_range=(0.2, 0.6), level_range=(-25.0, -25.0))
+    clean = 0.3 * torch.randn(8000)
+    item = mixer(clean, rng=np.random.default_rng(2))
+    span = slice(item["lead"], item["lead"] + 8000)
+    speech, noise_part = item["clean"][span].double(), (item["noisy"] - item["clean"])[span].double()
+    assert float(10 * torch.log10(speech.pow(2).sum() / noise_part.pow(2).sum())) == pytest.approx(7.0, abs=1e-3)
+    assert item["noise"] == "hum" and item["snr"] == 7.0
+    assert float(speech.pow(2).mean().sqrt()) == pytest.approx(10 ** (-25 / 20), rel=1e-3)
+
+
+def test_noise_vocabulary():
+    assert {noise_class(c) for c in ("cafe_babble", "rain", "fridge_hum", "music_piano", "train_passing")} == {
+        "babble_crowd", "water_nature", "machine_hum", "music", "traffic_vehicle"}
