@@ -36,7 +36,7 @@ UNSAFE_TARGETS = (
 OBJECT_TAGS = ("!new:", "!name:", "!apply:", "!applyref:", "!module:")
 PLAIN_TAGS = ("!ref", "!copy", "!tuple", "!PLACEHOLDER")
 YAML_CORE = "tag:yaml.org,2002:"
-YAML_VALUES = ("str", "int", "float", "bool", "null", "map", "seq", "binary", "timestamp", "omap", "set")
+YAML_VALUES = ("str", "int", "float", "bool", "null", "map", "seq", "binary", "timestamp", "omap", "set", "merge")
 
 
 class UnsafeModelError(ModelFolderError):
