@@ -308,13 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="speaker verification score of two recordings", parents=[trust])
     v.add_argument("enrol")
     v.add_argument("test")
-    v.add_argument("--model", required=True, help="speaker model folder")
+    v.add_argument("--model", help="speaker model folder or hub id, e.g. a folder laid out like "
+                   "speechbrain/spkrec-ecapa-voxceleb (default: the bundled speaker model)")
     v.set_defaults(func=cmd_verify)
 
     m = sub.add_parser("embed", help="speaker embeddings of every audio file in a folder", parents=[trust])
     m.add_argument("folder")
     m.add_argument("-o", "--output", required=True, help="output .npz (id -> embedding)")
-    m.add_argument("--model", required=True, help="speaker model folder")
+    m.add_argument("--model", help="speaker model folder or hub id (default: the bundled speaker model)")
     m.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     m.set_defaults(func=cmd_embed)
 

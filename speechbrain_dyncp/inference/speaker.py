@@ -28,6 +28,13 @@ from speechbrain.utils.callchains import lengths_arg_exists
 from torch import nn
 
 from speechbrain_dyncp.data.audio import AudioError, read_audio
+from speechbrain_dyncp.inference.speaker_folders import (  # noqa: F401 (re-exported)
+    DEFAULT_SPEAKER_MODEL,
+    calibrated_verdict,
+    hub_layout_overrides,
+    resolve_speaker_source,
+    speaker_model_folder,
+)
 from speechbrain_dyncp.inference.strict import StrictPretrained, load_model_folder
 from speechbrain_dyncp.metrics.verification import ScoreNormalizer, compute_eer
 
@@ -94,6 +101,8 @@ class DynCPSpeakerRecognition(StrictPretrained, SpeakerRecognition):
         if "mean_var_norm" in self.mods:
             feats = self.mods.mean_var_norm(feats, wav_lens)
         emb = self.mods.embedding_model(feats, wav_lens)
+        if normalize and "mean_var_norm_emb" in self.mods:  # as SpeechBrain's EncoderClassifier.encode_batch
+            emb = self.mods.mean_var_norm_emb(emb, torch.ones(emb.shape[0], device=self.device))
         return emb.reshape(emb.shape[0], 1, -1)
 
     @torch.no_grad()
@@ -201,19 +210,33 @@ def add_verification_backend(model_dir, cohort: torch.Tensor, threshold: float, 
 
 def load_speaker_model(model_dir, trust_code: bool = False):
     """``DynCPSpeakerRecognition`` from a local model folder, strictly offline and strict on keys;
-    its ``hyperparams.yaml`` is scanned in safe mode first unless ``trust_code``."""
-    return load_model_folder(DynCPSpeakerRecognition, model_dir, what="speaker model", trust_code=trust_code)
+    its ``hyperparams.yaml`` is scanned in safe mode first unless ``trust_code``. Folders laid out like
+    SpeechBrain's published ``spkrec-ecapa-voxceleb`` load too (:func:`hub_layout_overrides`)."""
+    folder = Path(model_dir)
+    overrides = hub_layout_overrides(folder) if (folder / "hyperparams.yaml").is_file() else {}
+    return load_model_folder(DynCPSpeakerRecognition, folder, what="speaker model", trust_code=trust_code,
+                             overrides=overrides)
 
 
 def verify_from_cli(args) -> int:
-    """``dyncp verify ENROL TEST --model DIR``: prints the score and the decision."""
-    model = load_speaker_model(args.model, trust_code=args.trust_model_code)
+    """``dyncp verify ENROL TEST [--model DIR]``: prints the score and the decision, with the calibrated
+    LLR when the folder has ``calibration.json``, and says when the threshold is an uncalibrated fallback."""
+    folder = speaker_model_folder(args.model)
+    model = load_speaker_model(folder, trust_code=args.trust_model_code)
     try:
         score, decision = model.verify_files(args.enrol, args.test)
+        llr, text = calibrated_verdict(folder, model, args.enrol, args.test, float(score))
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"score {float(score):.4f}  threshold {model.threshold:.4f}  "
+    if text is not None:
+        print(text)
+        return 0
+    calibrated = hasattr(model.hparams, "threshold")
+    note = "calibrated on dev trials" if calibrated else (
+        "UNCALIBRATED FALLBACK (SpeechBrain's default; this model folder stores no threshold or "
+        "calibration, so the decision may be wrong for any pair)")
+    print(f"score {float(score):.4f}  threshold {model.threshold:.4f} ({note})  "
           f"{'same speaker' if bool(decision) else 'different speakers'}")
     return 0
 
@@ -249,7 +272,7 @@ def embed_from_cli(args) -> int:
         if not files:
             print(f"error: no audio files found under {root}", file=sys.stderr)
             return 2
-        model = load_speaker_model(args.model, trust_code=args.trust_model_code)
+        model = load_speaker_model(speaker_model_folder(args.model), trust_code=args.trust_model_code)
         out, failed = {}, []
         for f in tqdm(files, desc="embedding", unit="file"):
             try:

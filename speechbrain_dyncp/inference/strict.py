@@ -107,7 +107,7 @@ def _is_torch_file(path: Path) -> bool:
     return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
 
 
-def load_model_folder(cls, folder, savedir=None, what: str = "model", trust_code: bool = False):
+def load_model_folder(cls, folder, savedir=None, what: str = "model", trust_code: bool = False, overrides=None):
     """``cls.from_hparams`` on a local folder, strictly offline, with errors that name the file.
 
     Arguments
@@ -123,6 +123,8 @@ def load_model_folder(cls, folder, savedir=None, what: str = "model", trust_code
     trust_code : bool
         Skip the safe-mode scan of ``hyperparams.yaml``
         (:func:`~speechbrain_dyncp.inference.safe_yaml.check_hparams_file`): loading runs it.
+    overrides : dict, optional
+        ``hyperparams.yaml`` overrides (e.g. ``pretrained_path`` of a hub-layout folder).
 
     Returns
     -------
@@ -147,7 +149,7 @@ def load_model_folder(cls, folder, savedir=None, what: str = "model", trust_code
         return cls.from_hparams(
             source=str(source.resolve()), savedir=str(savedir) if savedir else None,
             local_strategy=LocalStrategy.NO_LINK if savedir is None else LocalStrategy.COPY,
-            fetch_config=FetchConfig(allow_network=False), run_opts={"device": "cpu"},
+            fetch_config=FetchConfig(allow_network=False), run_opts={"device": "cpu"}, overrides=overrides or {},
         )
     except (FileNotFoundError, ModelFolderError):  # they name the file already
         raise

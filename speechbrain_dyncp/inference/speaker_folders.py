@@ -1,0 +1,92 @@
+"""Where a speaker model folder comes from, and the calibrated verdict of ``dyncp verify``.
+
+* :func:`hub_layout_overrides`: folders laid out like SpeechBrain's published speaker
+  models (``speechbrain/spkrec-ecapa-voxceleb``) load offline;
+* :func:`resolve_speaker_source`: ``--model`` may be a folder or a hub id;
+* :func:`speaker_model_folder`: the bundled default speaker model when ``--model`` is not given;
+* :func:`calibrated_verdict`: the calibrated LLR of a trial when the folder has
+  ``calibration.json`` (:mod:`speechbrain_dyncp.metrics.calibration`).
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+from pathlib import Path
+
+def hub_layout_overrides(model_dir) -> dict:
+    """Overrides that make a folder laid out like SpeechBrain's published speaker models load offline.
+
+    Their ``hyperparams.yaml`` (e.g. ``speechbrain/spkrec-ecapa-voxceleb``) points the
+    pretrainer's ``paths`` at ``<pretrained_path>/embedding_model.ckpt`` with
+    ``pretrained_path`` a hub id; copied into a local folder, that id would be fetched.
+    When ``pretrained_path`` is not an existing folder, it is pointed at ``model_dir``.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> _ = (folder / "hyperparams.yaml").write_text("pretrained_path: speechbrain/spkrec-ecapa-voxceleb\\n")
+    >>> hub_layout_overrides(folder) == {"pretrained_path": str(folder.resolve())}
+    True
+    """
+    import re
+
+    folder = Path(model_dir)
+    text = (folder / "hyperparams.yaml").read_text(errors="replace")
+    m = re.search(r"^pretrained_path:[ \t]*([^#\n]*)", text, re.M)
+    if m is None or Path(m.group(1).strip().strip("'\"")).is_dir():
+        return {}
+    return {"pretrained_path": str(folder.resolve())}
+
+
+def resolve_speaker_source(model) -> Path:
+    """A local speaker model folder for ``model``: a folder, or a hub id (``owner/name``) already in the
+    Hugging Face cache or downloadable (not offline, ``HF_HUB_OFFLINE`` unset); errors name it."""
+    folder = Path(model)
+    if folder.is_dir() or folder.exists() or model.count("/") != 1 or model.startswith((".", "/")):
+        return folder  # load_model_folder reports a missing folder / hyperparams.yaml
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=model, allow_patterns=["*.yaml", "*.ckpt", "*.txt"]))
+    except Exception as exc:  # offline, unknown id, no network: one line naming it
+        raise FileNotFoundError(f"speaker model {model!r}: no such folder, and the hub id could not be fetched "
+                                f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
+
+
+DEFAULT_SPEAKER_MODEL = "ecapa_real_small"  # speechbrain_dyncp/pretrained/<this>, when bundled
+
+
+def speaker_model_folder(model=None) -> Path:
+    """The folder ``--model`` names (a hub id is fetched, see :func:`resolve_speaker_source`), or the
+    bundled default speaker model when ``model`` is None."""
+    if model:
+        return resolve_speaker_source(str(model))
+    path = Path(__file__).resolve().parent.parent / "pretrained" / DEFAULT_SPEAKER_MODEL
+    if not (path / "hyperparams.yaml").is_file():
+        raise FileNotFoundError(f"no --model given and no bundled speaker model at {path}; "
+                                "pass --model <speaker model folder>")
+    return path
+
+
+def calibrated_verdict(folder, model, enrol, test, score: float):
+    """``(llr, text)`` from the folder's ``calibration.json`` (None, None without one); the quality
+    measures of both files come from the DynCP probes (bundled enhancer unless the file names one)."""
+    import math
+
+    from speechbrain_dyncp.metrics.calibration import QualityCalibrator, posterior, probe_quality
+
+    cal = QualityCalibrator.load(folder)
+    if cal is None:
+        return None, None
+    q = [None, None]
+    if cal.measures:
+        from speechbrain_dyncp.cli import load_enhancer
+
+        enh = load_enhancer(cal.info.get("quality_model"))
+        q = [[probe_quality(enh.analyze_file(p))[m] for m in cal.measures] for p in (enrol, test)]
+    llr = float(cal.llr([score], *([x] for x in q) if cal.measures else ())[0])
+    text = (f"score {score:.4f}  calibrated LLR {llr:+.2f} (natural log)  P(same) {float(posterior(llr)):.3f} "
+            f"at prior 0.5  {'same speaker' if llr > 0 else 'different speakers'}")
+    if cal.measures:
+        text += "  [quality " + ", ".join(f"{m} {a:.2f}/{b:.2f}" for m, a, b in zip(cal.measures, *q)) + "]"
+    return (llr if math.isfinite(llr) else None), text
