@@ -6,15 +6,16 @@
   speakers that :func:`~speechbrain_dyncp.data.real_speech.split_speakers` (seed 0,
   the enhancer corpus' split) puts in ``train``; ``train/meta/none.txt`` is an empty
   trial list, so ``recipes/VoxCeleb/train_speaker.py`` trains on this folder alone;
-* ``eval/wav/<spk>/<corpus>/<utt>.wav``: the ``valid`` and ``test`` speakers, clean,
-  plus ``eval/wav/<spk>/<corpus>_snr<tag>/<utt>.wav``: the same utterances mixed at
+* ``{dev,test}/wav/<spk>/<corpus>/<utt>.wav``: the ``valid`` (dev) and ``test`` speakers,
+  clean, plus ``{dev,test}/wav/<spk>/<corpus>_snr<tag>/<utt>.wav``: the same utterances mixed at
   5 / 0 / -5 dB with noises of the same split only (``noise_valid.csv`` /
   ``noise_test.csv`` of the enhancer corpus: the noise recordings are cut in time,
   so no test noise sample is heard in training);
 * ``trials/{dev,test}_{clean,snr5,snr0,snrm5,mixed}.txt``: ``<0|1> <enrol> <test>``
   trial lists, enrol side clean, test side at that SNR (``mixed``: cycled over
   clean / 5 / 0 / -5 dB). ``dev_*`` use the ``valid`` speakers, ``test_*`` the
-  ``test`` speakers. Trials stay inside one corpus (a cross-corpus impostor is
+  ``test`` speakers (recipes get ``--data_folder=<out>/train,<out>/test``: the cohort /
+  training pool is then the training speakers only). Trials stay inside one corpus (a cross-corpus impostor is
   told apart by the channel alone) and include same- and cross-gender impostors
   where gender is known (speechocean762); ``trials/info.json`` counts them.
 
@@ -99,11 +100,13 @@ def _rel(utt: dict, session: str = "") -> str:
     return f"{utt['spk']}/{utt['corpus']}{'_' + session if session else ''}/{utt['id']}.wav"
 
 
-def prepare_real_speakers(shared_data, out, real_speech_folder=None, seed: int = 0) -> Dict[str, Path]:
+def prepare_real_speakers(shared_data, out, real_speech_folder=None, seed: int = 0,
+                          corpora=CORPORA) -> Dict[str, Path]:
     """Write the speaker corpus and trial lists (see the module doc); returns name -> path.
 
     ``real_speech_folder`` is the enhancer corpus (``prepare_real_speech`` output):
-    its ``clean/`` copies are hard-linked and its ``noise_{valid,test}.csv`` mixed in.
+    its ``clean/`` copies are hard-linked and its ``noise_{valid,test}.csv`` mixed in
+    (without it the noisy copies are not written). ``corpora`` restricts the corpora used.
     Re-running skips files that exist (resumable).
     """
     from speechbrain_dyncp.data.real_mixing import RealMixer
@@ -113,7 +116,7 @@ def prepare_real_speakers(shared_data, out, real_speech_folder=None, seed: int =
         raise FileNotFoundError(f"Data folder not found: {shared}")
     check_not_inside(out, [shared])
     rs = Path(real_speech_folder) if real_speech_folder else None
-    utts = [u for u in find_utterances(shared) if u["corpus"] in CORPORA]
+    utts = [u for u in find_utterances(shared) if u["corpus"] in corpora]
     split = split_speakers(find_utterances(shared), seed=0)  # the enhancer corpus' split, whatever ``seed``
     rng = np.random.default_rng(seed)
     skipped, lists, info = [], {}, {}
@@ -136,32 +139,31 @@ def prepare_real_speakers(shared_data, out, real_speech_folder=None, seed: int =
             counts[u["spk"]] = counts.get(u["spk"], 0) + 1
             if counts[u["spk"]] <= MAX_PER_SPEAKER.get(u["corpus"], 10 ** 9):
                 kept.append(u)
-        mixer = RealMixer(rs / f"noise_{part}.csv" if rs else None, None, clean_prob=0.0,
-                          pause_range=(0.0, 0.0), level_range=(-26.0, -26.0))
+        mixer = RealMixer(rs / f"noise_{part}.csv", None, clean_prob=0.0, pause_range=(0.0, 0.0),
+                          level_range=(-26.0, -26.0)) if rs else None
         usable = []
         for u in kept:
             try:
-                clean_path = out / "eval" / "wav" / _rel(u)
+                clean_path = out / name / "wav" / _rel(u)
                 _link_or_copy(u, clean_path, rs / "clean" if rs else None)
                 wav = read_audio(clean_path, sample_rate=SR)
-                for tag, snr in SNRS.items():
-                    dest = out / "eval" / "wav" / _rel(u, tag)
-                    mixed = mixer(wav, rng=np.random.default_rng([seed, zlib.crc32(f"{u['id']}/{tag}".encode())]),
-                                  snr=snr, reverb=False)["noisy"]
-                    if not dest.exists():
+                for tag, snr in SNRS.items() if mixer else ():
+                    dest = out / name / "wav" / _rel(u, tag)
+                    if not dest.exists():  # per-file seed: the same mixture whatever was written before
+                        rng_u = np.random.default_rng([seed, zlib.crc32(f"{u['id']}/{tag}".encode())])
                         dest.parent.mkdir(parents=True, exist_ok=True)
-                        write_audio(dest, mixed, SR)
+                        write_audio(dest, mixer(wav, rng=rng_u, snr=snr, reverb=False)["noisy"], SR)
                 usable.append(u)
             except AudioError as exc:
                 skipped.append((u["path"], str(exc)))
         trials = []
-        for corpus in TRIAL_CORPORA:
+        for corpus in (c for c in TRIAL_CORPORA if c in corpora):
             trials += make_trials([u for u in usable if u["corpus"] == corpus], rng)
         info[name] = {"speakers": len({u["spk"] for u in usable}), "utterances": len(usable),
                       "targets": sum(t[0] for t in trials), "nontargets": sum(1 - t[0] for t in trials),
                       "cross_gender": sum(1 for t in trials if not t[0] and t[1]["gender"] and t[2]["gender"]
                                           and t[1]["gender"] != t[2]["gender"])}
-        for tag in ("clean", *SNRS, "mixed"):
+        for tag in ("clean", *SNRS, "mixed") if mixer else ("clean",):
             lines = []
             for i, (lab, a, b) in enumerate(trials):
                 t = MIXED_CYCLE[i % len(MIXED_CYCLE)] if tag == "mixed" else tag

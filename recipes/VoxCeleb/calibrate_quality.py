@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""SNR-aware score calibration of a speaker model on real dev trials, measured on test trials.
+
+Usage::
+
+    python recipes/VoxCeleb/calibrate_quality.py --model <speaker model folder> \\
+        --data results/speaker_real/seed0/dev/wav,results/speaker_real/seed0/test/wav --trials results/speaker_real/seed0/trials \\
+        --out results/speaker_real/calibration [--store]
+
+Trial lists come from :func:`speechbrain_dyncp.data.real_speakers.prepare_real_speakers`
+(``dev_*`` on the held-apart valid speakers, ``test_*`` on the test speakers). The
+speaker model scores every trial as ``dyncp verify`` does (with its stored AS-norm
+cohort when it has one); the DynCP enhancer's probes (``--quality_model``, default
+the bundled one) give each file's SNR and speech-fraction estimates. A
+:class:`~speechbrain_dyncp.metrics.calibration.QualityCalibrator` is fitted on
+``dev_mixed`` (clean / 5 / 0 / -5 dB test sides) with and without the quality
+measures, and ``test_*`` lists are scored: EER, minDCF, Cllr, minCllr. ``--store``
+writes ``calibration.json`` (the quality-aware one) into the model folder, which
+``dyncp verify`` then uses. Results: ``<out>/calibration_metrics.json``.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechbrain_dyncp.metrics.calibration import QualityCalibrator, cllr, min_cllr, probe_quality
+from speechbrain_dyncp.metrics.verification import read_trials, verification_metrics
+
+logger = logging.getLogger(__name__)
+LISTS = ("clean", "snr5", "snr0", "snrm5", "mixed")
+MEASURES = ["snr_db", "speech_frac"]
+
+
+def embed_and_measure(ids, data, speaker, enhancer, cache: dict):
+    """Embedding and quality measures of every id not yet in ``cache`` (id -> (emb, [q...]))."""
+    from tqdm import tqdm
+
+    for uid in tqdm([i for i in ids if i not in cache], desc="embed + probes", unit="file"):
+        path = next((d / f"{uid}.wav" for d in data if (d / f"{uid}.wav").exists()), data[0] / f"{uid}.wav")
+        with torch.no_grad():
+            emb = speaker.embed_file(path)
+            q = probe_quality(enhancer.analyze_file(str(path)))
+        cache[uid] = (emb, [q[m] for m in MEASURES])
+
+
+def score_list(trials, speaker, cache):
+    e1 = torch.stack([cache[i][0] for i in trials.enrol])
+    e2 = torch.stack([cache[i][0] for i in trials.test])
+    scores = []
+    for a in range(0, len(e1), 512):  # AS-norm statistics are per call: chunks keep memory small
+        scores.append(speaker.score_embeddings(e1[a:a + 512], e2[a:a + 512])[0])
+    qe = np.array([cache[i][1] for i in trials.enrol])
+    qt = np.array([cache[i][1] for i in trials.test])
+    return torch.cat(scores).numpy().astype(np.float64), qe, qt
+
+
+def evaluate(scores, labels, llr_plain, llr_q) -> dict:
+    m = verification_metrics(scores, labels)
+    out = {"EER": m["EER"], "minDCF@0.01": m["minDCF@0.01"], "minDCF@0.05": m["minDCF@0.05"],
+           "n_target": m["n_target"], "n_nontarget": m["n_nontarget"], "minCllr": min_cllr(scores, labels),
+           "Cllr_score_only": cllr(llr_plain, labels), "Cllr_quality": cllr(llr_q, labels)}
+    mq = verification_metrics(llr_q, labels)
+    out.update({"EER_quality": mq["EER"], "minDCF@0.01_quality": mq["minDCF@0.01"],
+                "minCllr_quality": min_cllr(llr_q, labels)})
+    # the decisions dyncp verify makes: LLR > 0 (Bayes at prior 0.5), error rates on this list
+    for name, llr in (("score_only", llr_plain), ("quality", llr_q)):
+        out[f"miss%_{name}"] = 100.0 * float(np.mean(llr[labels == 1] <= 0))
+        out[f"fa%_{name}"] = 100.0 * float(np.mean(llr[labels == 0] > 0))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="speaker model folder")
+    p.add_argument("--data", required=True, help="wav/ folder(s) the trial ids are relative to, comma-separated")
+    p.add_argument("--trials", required=True, help="folder with {dev,test}_{clean,snr5,snr0,snrm5,mixed}.txt")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quality_model", default=None, help="DynCP enhancer with probes (default: bundled)")
+    p.add_argument("--store", action="store_true", help="write calibration.json into --model")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    torch.set_num_threads(1)
+    from speechbrain_dyncp.inference.loading import load_enhancer
+    from speechbrain_dyncp.inference.speaker import load_speaker_model
+
+    speaker = load_speaker_model(args.model)
+    enhancer = load_enhancer(args.quality_model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data, tdir, cache = [Path(d) for d in args.data.split(",")], Path(args.trials), {}
+    lists = {f"{s}_{c}": read_trials(tdir / f"{s}_{c}.txt") for s in ("dev", "test") for c in LISTS}
+    embed_and_measure(sorted({i for t in lists.values() for i in t.ids()}), data, speaker, enhancer, cache)
+    dev = lists["dev_mixed"]
+    s_dev, qe_dev, qt_dev = score_list(dev, speaker, cache)
+    plain = QualityCalibrator([]).fit(s_dev, dev.labels)
+    qmf = QualityCalibrator(MEASURES).fit(s_dev, dev.labels, qe_dev, qt_dev)
+    qmf.info.update({"fitted_on": str(tdir / "dev_mixed.txt"), "quality_model": args.quality_model})
+    results = {}
+    for name, trials in lists.items():
+        s, qe, qt = score_list(trials, speaker, cache)
+        results[name] = evaluate(s, trials.labels, plain.llr(s), qmf.llr(s, qe, qt))
+        logger.info("%s %s", name, json.dumps({k: round(v, 4) for k, v in results[name].items()}))
+    snr = np.array([cache[i][1][0] for i in cache])
+    results["probe_snr_db_quantiles"] = dict(zip(("p10", "p50", "p90"), map(float, np.nanpercentile(snr, [10, 50, 90]))))
+    (out / "calibration_metrics.json").write_text(json.dumps(results, indent=1) + "\n")
+    qmf.save(out / "calibration.json")
+    if args.store:
+        qmf.save(Path(args.model))
+        logger.info("Stored calibration.json in %s", args.model)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
