@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from speechbrain_dyncp.cli import load_enhancer
+    from speechbrain_dyncp.inference.loading import load_enhancer
     from speechbrain_dyncp.efficiency import compute_vs_snr, dynamism, pool_dynamism
 
     torch.set_num_threads(1)

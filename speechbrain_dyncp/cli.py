@@ -1,6 +1,6 @@
 """The ``dyncp`` command line.
 
-``dyncp demo``      the main job end to end on the embedded corpus
+``dyncp demo``      the main job end to end (real recordings where present, else the embedded corpus)
 ``dyncp enhance``   enhance files / folders (+ ``--probes`` CSV/JSON, ``--plot`` figures)
 ``dyncp verify``    score two recordings with a speaker model folder
 ``dyncp embed``     speaker embeddings of every file in a folder
@@ -17,36 +17,13 @@ import argparse
 import json
 import logging
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import List, Optional
 
 logger = logging.getLogger("dyncp")
 
-DEFAULT_ENHANCER = "dyncp_small"
-
-
-def bundled_model_dir(name: str = DEFAULT_ENHANCER) -> Path:
-    """Folder of a model that ships inside the package (``speechbrain_dyncp/pretrained/<name>``)."""
-    path = Path(str(resources.files("speechbrain_dyncp") / "pretrained" / name))
-    if not (path / "hyperparams.yaml").is_file():
-        raise FileNotFoundError(f"bundled model {name!r} not found at {path}")
-    return path
-
-
-def load_enhancer(model: Optional[str], savedir: Optional[Path] = None, trust_code: bool = False):
-    """``DynCPEnhancement`` from a model folder (default: the bundled small model), offline and strict.
-
-    Its ``hyperparams.yaml`` is scanned in safe mode first unless ``trust_code``
-    (see :mod:`speechbrain_dyncp.inference.safe_yaml`).
-    """
-    from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
-    from speechbrain_dyncp.inference.strict import load_model_folder
-
-    source = Path(model) if model else bundled_model_dir()
-    if not source.is_dir():
-        raise FileNotFoundError(f"model folder not found: {source}")
-    return load_model_folder(DynCPEnhancement, source, savedir, trust_code=trust_code)
+# Model loading lives in the library (inference/loading.py); re-exported for callers of the CLI module.
+from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, bundled_model_dir, load_enhancer  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- enhance
@@ -110,12 +87,16 @@ def _output_paths(inputs: List[Path], out_dir: Path, sides=()):
     return pairs
 
 
+NOISE_MIN_PROB = 0.5  # an unfamiliar noise spreads its probability: say "unknown", not a guess
+
+
 def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
     """``<stem>.probes.csv`` (per frame) and ``<stem>.json`` (per file) of one analysed item."""
     import csv
 
     n = int(analysis.frame_mask[item].sum())
-    cols = {"vad_prob": analysis.vad_prob, "f0_hz": analysis.f0_hz, "snr_db": analysis.snr_db,
+    # no per-frame F0 column: the masks give a speaker's register, not a pitch track (f0_register_hz below)
+    cols = {"vad_prob": analysis.vad_prob, "snr_db": analysis.snr_db,
             "active_ratio": analysis.active_ratio}  # compute per frame (efficiency.frame_active_ratio)
     cols = {k: v[item, :n].tolist() for k, v in cols.items() if v is not None}
     with open(f"{stem}.probes.csv", "w", newline="") as fh:  # stem "a.flac": not with_suffix
@@ -131,12 +112,15 @@ def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
         "macs_saved_pct": analysis.macs_saved_pct[item],
     }
     noise = analysis.noise_class(item)
-    if noise is not None:
-        summary["noise_class"], summary["noise_prob"] = noise
+    if noise is not None:  # below NOISE_MIN_PROB the best class is reported but not claimed
+        summary["noise_class"] = noise[0] if noise[1] >= NOISE_MIN_PROB else "unknown"
+        summary["noise_best"], summary["noise_prob"] = noise
     if analysis.snr_db is not None:
         summary["snr_db"] = analysis.utterance_snr(item)
     if analysis.vad_prob is not None:
         summary["speech_fraction"] = float((analysis.vad_prob[item, :n] > 0.5).float().mean())
+    if analysis.f0_hz is not None:  # median F0 over speech frames; None when too little speech
+        summary["f0_register_hz"] = analysis.register_hz(item)
     if analysis.dynamism:  # efficiency.dynamism; speech frames = the VAD probe's decisions
         summary.update(analysis.dynamism[item])
     Path(f"{stem}.json").write_text(json.dumps(summary, indent=2))
@@ -253,7 +237,7 @@ def cmd_corpus(args) -> int:
 def cmd_demo(args) -> int:
     from speechbrain_dyncp.demo import run_demo
 
-    return run_demo(Path(args.output), model=args.model, n_files=args.n_files)
+    return run_demo(Path(args.output), model=args.model, n_files=args.n_files, data=args.data)
 
 
 def cmd_export(args) -> int:
@@ -285,9 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "objects of speechbrain, speechbrain_dyncp and torch may be built from it (safe "
                             "mode); this flag turns that check off: use it only for folders you trust")
 
-    d = sub.add_parser("demo", help="the main job end to end on the embedded corpus")
+    d = sub.add_parser("demo", help="the main job end to end (real recordings where found, else the embedded corpus)")
+    d.add_argument("--data", default="auto", choices=["auto", "real", "embedded"],
+                   help="test mixtures: the real test split where ../shared/data (or $DYNCP_SHARED_DATA) is found "
+                        "(auto), or forced")
     d.add_argument("-o", "--output", default="results/demo", help="output folder (default results/demo)")
-    d.add_argument("--model", help="enhancer model folder (default: the bundled small model)")
+    d.add_argument("--model", help="enhancer model folder or bundled name (default: dyncp_real_small)")
     d.add_argument("--n-files", type=int, default=24, help="test mixtures to analyse")
     d.set_defaults(func=cmd_demo)
 

@@ -148,7 +148,7 @@ def write_model_folder(
 
 def check_model_folder(folder, expected: Dict[str, Dict]) -> None:
     """Load ``folder`` offline with ``from_hparams`` and assert every tensor equals ``expected``."""
-    from speechbrain_dyncp.cli import load_enhancer
+    from speechbrain_dyncp.inference.loading import load_enhancer
 
     model = load_enhancer(str(folder))
     for key, state in expected.items():

@@ -111,7 +111,7 @@ def export_onnx(model_dir, out_dir=None, opset: int = 17) -> List[Path]:
     -------
     list of pathlib.Path
     """
-    from speechbrain_dyncp.cli import load_enhancer
+    from speechbrain_dyncp.inference.loading import load_enhancer
 
     enhancer = load_enhancer(str(model_dir)).enhancer.eval()
     return export_enhancer_onnx(enhancer, Path(out_dir or model_dir), opset)

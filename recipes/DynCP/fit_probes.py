@@ -246,6 +246,7 @@ def main(argv):
     rows = prepare_rows(hp)
     enhancer, ckpt = load_enhancer(hp)
     cache = Path(hp["save_folder"]) / "masks.pt"
+    cache.parent.mkdir(parents=True, exist_ok=True)  # the real corpus writes nothing into save_folder
     speeds = [float(f) for f in hp.get("fit_speed_factors") or [] if float(f) != 1.0]
     for factor in speeds:
         speed_rates(factor)  # a bad factor fails before any mask is collected

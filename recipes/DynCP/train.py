@@ -208,17 +208,22 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
             self._write_report()
 
     def _selection(self, stats):
-        """Validation SI-SDR, minus 1 dB per ratio point beyond ``ratio_tolerance`` of the target.
+        """Validation quality, minus 1 dB per ratio point beyond ``ratio_tolerance`` of the target.
 
-        Without this, the best-SI-SDR checkpoint of a gated run is often an early
-        epoch whose gates have not yet reached the budget.
+        Quality is the mean SI-SDR (``select_metric: si_sdr``) or the spectral loss
+        in dB, ``-10 log10(L_SE)`` (``se``). The real corpus' valid set holds clean
+        items whose SI-SDR runs to 30-100 dB and swamps the mean, so its runs select
+        on ``se``. Without the ratio term, the best checkpoint of a gated run is
+        often an early epoch whose gates have not yet reached the budget.
         """
+        metric = getattr(self.hparams, "select_metric", "si_sdr")
+        quality = stats["si_sdr"] if metric == "si_sdr" else -10.0 * math.log10(max(stats["se"], 1e-12))
         if not self.hparams.gated:
-            return stats["si_sdr"]
+            return quality
         # with a speech/pause budget, phi_target is the speech frames' share
         ratio = stats.get("ratio_speech", stats["ratio"]) if self.speech_budget else stats["ratio"]
         excess = abs(ratio - self.hparams.phi_target) - self.hparams.ratio_tolerance
-        return stats["si_sdr"] - 100.0 * max(0.0, excess)
+        return quality - 100.0 * max(0.0, excess)
 
     def _write_report(self):
         """``test/per_utterance.csv`` and ``test/summary.json`` (means over utterances)."""

@@ -44,7 +44,7 @@ class EnhancementAnalysis:
     hop_length: int = 256
     sample_rate: int = 16000
     vad_prob: Optional[Tensor] = None  # B, N
-    f0_hz: Optional[Tensor] = None  # B, N (meaningful where vad_prob > 0.5)
+    f0_hz: Optional[Tensor] = None  # B, N frame read-out; use register_hz(): a register, not a pitch track
     snr_db: Optional[Tensor] = None  # B, N running estimate; last valid frame = utterance
     noise_probs: Optional[Tensor] = None  # B, N, C running class probabilities
     noise_classes: List[str] = field(default_factory=list)
@@ -61,6 +61,23 @@ class EnhancementAnalysis:
         p = self.noise_probs[i, last]
         k = int(p.argmax())
         return self.noise_classes[k], float(p[k])
+
+    def register_hz(self, i: int = 0, min_frames: int = 10) -> Optional[float]:
+        """The speaker's F0 register of item ``i``: median of the F0 read-out over the frames
+        the VAD probe calls speech (None with fewer than ``min_frames``).
+
+        The masks carry a speaker's pitch level, not a pitch contour (measured: on
+        real speech the frame read-out is within 50 cents on few frames), so a
+        per-utterance register is what the model can honestly give; use a pitch
+        tracker where the contour matters.
+        """
+        if self.f0_hz is None or self.vad_prob is None:
+            return None
+        n = int(self.frame_mask[i].sum())
+        speech = self.vad_prob[i, :n] > 0.5
+        if int(speech.sum()) < min_frames:
+            return None
+        return float(self.f0_hz[i, :n][speech].median())
 
     def utterance_snr(self, i: int = 0) -> Optional[float]:
         """SNR estimate (dB) of item ``i`` from all its frames, or None."""

@@ -1,14 +1,12 @@
 """Real-speech corpus preparation (data/real_speech.py) and mixing (data/real_mixing.py).
 
-A miniature development folder with the real layout (speechocean762 CSV, noise
-and room folders) is built from a few real files of ../shared/data where present,
-so the split, hold-out and bad-file rules are checked end to end in seconds.
+The ``mini_shared`` fixture (tests/conftest.py) is a miniature development
+folder with the real layout, built from a few real files of ../shared/data, so
+the split, hold-out and bad-file rules are checked end to end in seconds.
 """
 
 import csv
-import hashlib
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,53 +30,9 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def _tree_digest(root: Path) -> str:
-    """Names, sizes and contents of every file under ``root``."""
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        h.update(str(p.relative_to(root)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 @pytest.fixture(scope="module")
-def mini_shared(shared_data, tmp_path_factory) -> Path:
-    """24 speechocean762 speakers (2 sentences each), 3 noises, 3 rooms, one corrupt file."""
-    root = tmp_path_factory.mktemp("mini_shared")
-    so_rows = _rows(shared_data / "speechocean762" / "utt2spk.csv")
-    speakers = sorted({r["speaker"] for r in so_rows})[:24]
-    kept = [r for r in so_rows if r["speaker"] in speakers]
-    kept = [r for i, r in enumerate(kept) if sum(k["speaker"] == r["speaker"] for k in kept[:i]) < 2]
-    for r in kept:
-        (root / "speechocean762" / r["path"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_data / "speechocean762" / r["path"], root / "speechocean762" / r["path"])
-    corrupt = dict(kept[0], path=kept[0]["path"].replace(".flac", "_bad.flac"))
-    (root / "speechocean762" / corrupt["path"]).write_bytes(b"not audio at all")
-    with open(root / "speechocean762" / "utt2spk.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(so_rows[0]))
-        writer.writeheader()
-        writer.writerows(kept + [corrupt])
-    (root / "noise").mkdir()
-    noise_rows = _rows(shared_data / "noise" / "labels.csv")[:3]
-    for r in noise_rows:
-        (root / "noise" / r["path"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shared_data / "noise" / r["path"], root / "noise" / r["path"])
-    with open(root / "noise" / "labels.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(noise_rows[0]))
-        writer.writeheader()
-        writer.writerows(noise_rows)
-    (root / "rirs").mkdir()
-    for name in ("seminar_room_clap.wav", "openair_large_church.wav", "openair_pymixconsole_small_room.wav"):
-        shutil.copy(shared_data / "rirs" / name, root / "rirs" / name)
-    for p in root.rglob("*"):
-        p.chmod(0o555 if p.is_dir() else 0o444)  # written into = a test failure, not a silent change
-    return root
-
-
-@pytest.fixture(scope="module")
-def prepared(mini_shared, tmp_path_factory):
-    before = _tree_digest(mini_shared)
+def prepared(mini_shared, digest, tmp_path_factory):
+    before = digest(mini_shared)
     out = prepare_real_speech(mini_shared, tmp_path_factory.mktemp("real_corpus"), seed=3)
     return out, before
 
@@ -110,11 +64,11 @@ def test_test_noise_segments_and_rooms_are_never_in_training(prepared):
     assert {r["room"] for r in _rows(out["test"]) if r["room"]} <= test_rooms
 
 
-def test_bad_file_is_reported_and_nothing_is_written_into_the_source(prepared, mini_shared):
+def test_bad_file_is_reported_and_nothing_is_written_into_the_source(prepared, mini_shared, digest):
     out, before = prepared
     skipped = (out["train"].parent / "skipped.txt").read_text()
     assert "_bad.flac" in skipped
-    assert _tree_digest(mini_shared) == before
+    assert digest(mini_shared) == before
     with pytest.raises(ValueError, match="inside"):
         prepare_real_speech(mini_shared, mini_shared / "corpus")
 

@@ -1,0 +1,56 @@
+"""Loading enhancer model folders: the bundled ones by name, any other by path (offline, strict).
+
+Two enhancers ship inside the package (``speechbrain_dyncp/pretrained/<name>``):
+
+* ``dyncp_real_small`` (:data:`DEFAULT_ENHANCER`): trained on real speech and real
+  noises (``data/real_speech.py``); the default of the CLI, the demo and the README;
+* ``dyncp_synthetic_small`` (:data:`SYNTHETIC_ENHANCER`): trained on the embedded
+  synthetic corpus; kept for CI, where exact labels make the probes checkable.
+
+Both load from any working directory (the path comes from the installed package).
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+from importlib import resources
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_ENHANCER = "dyncp_real_small"
+SYNTHETIC_ENHANCER = "dyncp_synthetic_small"
+
+
+def bundled_model_dir(name: str = DEFAULT_ENHANCER) -> Path:
+    """Folder of a model that ships inside the package (``speechbrain_dyncp/pretrained/<name>``).
+
+    Example
+    -------
+    >>> (bundled_model_dir(SYNTHETIC_ENHANCER) / "hyperparams.yaml").is_file()
+    True
+    """
+    path = Path(str(resources.files("speechbrain_dyncp") / "pretrained" / name))
+    if not (path / "hyperparams.yaml").is_file():
+        raise FileNotFoundError(f"bundled model {name!r} not found at {path}")
+    return path
+
+
+def load_enhancer(model: Optional[str] = None, savedir: Optional[Path] = None, trust_code: bool = False):
+    """``DynCPEnhancement`` from a model folder (default: the bundled real-speech model), offline and strict.
+
+    ``model`` is a folder path or the name of a bundled model. Its
+    ``hyperparams.yaml`` is scanned in safe mode first unless ``trust_code``
+    (see :mod:`speechbrain_dyncp.inference.safe_yaml`).
+    """
+    from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
+    from speechbrain_dyncp.inference.strict import load_model_folder
+
+    if not model:
+        source = bundled_model_dir()
+    elif not Path(model).exists() and model in (DEFAULT_ENHANCER, SYNTHETIC_ENHANCER):
+        source = bundled_model_dir(model)
+    else:
+        source = Path(model)
+    if not source.is_dir():
+        raise FileNotFoundError(f"model folder not found: {source}")
+    return load_model_folder(DynCPEnhancement, source, savedir, trust_code=trust_code)
