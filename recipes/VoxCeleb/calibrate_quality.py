@@ -13,10 +13,11 @@ speaker model scores every trial as ``dyncp verify`` does (with its stored AS-no
 cohort when it has one); the DynCP enhancer's probes (``--quality_model``, default
 the bundled one) give each file's SNR and speech-fraction estimates. A
 :class:`~speechbrain_dyncp.metrics.calibration.QualityCalibrator` is fitted on
-``dev_mixed`` (clean / 5 / 0 / -5 dB test sides) with and without the quality
+the dev lists (clean, 5, 0, -5 dB test sides, pooled) with and without the quality
 measures, and ``test_*`` lists are scored: EER, minDCF, Cllr, minCllr. ``--store``
 writes ``calibration.json`` (the quality-aware one) into the model folder, which
-``dyncp verify`` then uses. Results: ``<out>/calibration_metrics.json``.
+``dyncp verify`` then uses. Results: ``<out>/calibration_metrics.json``, and per list
+``<out>/scores_<list>.npz`` (scores, labels, both sides' quality measures, ids).
 
 Authors
  * speechbrain-dyncp contributors
@@ -88,7 +89,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
-    from speechbrain_dyncp.inference.loading import load_enhancer
+    from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, load_enhancer
     from speechbrain_dyncp.inference.speaker import load_speaker_model
 
     speaker = load_speaker_model(args.model)
@@ -98,15 +99,25 @@ def main(argv=None):
     data, tdir, cache = [Path(d) for d in args.data.split(",")], Path(args.trials), {}
     lists = {f"{s}_{c}": read_trials(tdir / f"{s}_{c}.txt") for s in ("dev", "test") for c in LISTS}
     embed_and_measure(sorted({i for t in lists.values() for i in t.ids()}), data, speaker, enhancer, cache)
-    dev = lists["dev_mixed"]
-    s_dev, qe_dev, qt_dev = score_list(dev, speaker, cache)
-    plain = QualityCalibrator([]).fit(s_dev, dev.labels)
-    qmf = QualityCalibrator(MEASURES).fit(s_dev, dev.labels, qe_dev, qt_dev)
-    qmf.info.update({"fitted_on": str(tdir / "dev_mixed.txt"), "quality_model": args.quality_model})
+    # fit on every dev condition (4x the trials of dev_mixed, the same mix of conditions)
+    dev = [score_list(lists[f"dev_{c}"], speaker, cache) + (lists[f"dev_{c}"].labels,) for c in LISTS[:4]]
+    s_dev, qe_dev, qt_dev, y_dev = (np.concatenate(x) for x in zip(*dev))
+    plain = QualityCalibrator([]).fit(s_dev, y_dev)
+    qmf = QualityCalibrator(MEASURES).fit(s_dev, y_dev, qe_dev, qt_dev)
+    # name the probe model: a later change of the bundled default must not silently feed other probes
+    qmf.info.update({"fitted_on": [str(tdir / f"dev_{c}.txt") for c in LISTS[:4]], "quality_model": args.quality_model,
+                     "quality_model_bundled": None if args.quality_model else DEFAULT_ENHANCER})
     results = {}
     for name, trials in lists.items():
         s, qe, qt = score_list(trials, speaker, cache)
+        np.savez(out / f"scores_{name}.npz", score=s, label=trials.labels, q_enrol=qe, q_test=qt,
+                 enrol=np.array(trials.enrol), test=np.array(trials.test))
         results[name] = evaluate(s, trials.labels, plain.llr(s), qmf.llr(s, qe, qt))
+        corpus = np.array([e.split("/")[1].split("_")[0] for e in trials.enrol])  # <spk>/<corpus>/<utt>
+        for c in sorted(set(corpus)):  # read sentences and one-second words differ a lot
+            k = corpus == c
+            if 0 < trials.labels[k].sum() < k.sum():
+                results[name][f"EER_{c}"] = verification_metrics(s[k], trials.labels[k])["EER"]
         logger.info("%s %s", name, json.dumps({k: round(v, 4) for k, v in results[name].items()}))
     snr = np.array([cache[i][1][0] for i in cache])
     results["probe_snr_db_quantiles"] = dict(zip(("p10", "p50", "p90"), map(float, np.nanpercentile(snr, [10, 50, 90]))))

@@ -80,9 +80,11 @@ def calibrated_verdict(folder, model, enrol, test, score: float):
         return None, None
     q = [None, None]
     if cal.measures:
-        from speechbrain_dyncp.cli import load_enhancer
+        from speechbrain_dyncp.inference.loading import bundled_model_dir, load_enhancer
 
-        enh = load_enhancer(cal.info.get("quality_model"))
+        # the probes the calibration was fitted with: a bundled model by name, else the folder it names
+        bundled = cal.info.get("quality_model_bundled")
+        enh = load_enhancer(str(bundled_model_dir(bundled)) if bundled else cal.info.get("quality_model"))
         q = [[probe_quality(enh.analyze_file(p))[m] for m in cal.measures] for p in (enrol, test)]
     llr = float(cal.llr([score], *([x] for x in q) if cal.measures else ())[0])
     text = (f"score {score:.4f}  calibrated LLR {llr:+.2f} (natural log)  P(same) {float(posterior(llr)):.3f} "

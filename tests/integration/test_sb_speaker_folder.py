@@ -181,3 +181,27 @@ def test_unknown_hub_id_offline_fails_with_one_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="no-such-owner/no-such-model"):
         resolve_speaker_source("no-such-owner/no-such-model")
+
+
+@pytest.mark.parametrize("measures", [[], ["snr_db", "speech_frac"]])
+def test_cli_verify_prints_calibrated_llr_with_calibration_json(hub_folder, two_wavs, tmp_path, measures):
+    """With calibration.json the CLI prints the calibrated LLR and P(same) (quality from the DynCP probes)."""
+    import shutil
+
+    from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER
+    from speechbrain_dyncp.metrics.calibration import QualityCalibrator
+
+    folder = tmp_path / "calibrated"
+    shutil.copytree(hub_folder[0], folder)
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.5
+    s = np.where(y, 0.7, 0.3) + 0.1 * rng.normal(size=200)
+    q = rng.uniform([0.0, 0.3], [30.0, 1.0], size=(200, 2))
+    cal = QualityCalibrator(measures).fit(s, y, *((q, q[::-1]) if measures else ()))
+    cal.info["quality_model_bundled"] = DEFAULT_ENHANCER
+    cal.save(folder)
+    out = subprocess.run([sys.executable, "-m", "speechbrain_dyncp.cli", "verify", str(two_wavs[0]),
+                          str(two_wavs[1]), "--model", str(folder)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "calibrated LLR" in out.stdout and "P(same)" in out.stdout
+    assert ("[quality snr_db" in out.stdout) == bool(measures)
