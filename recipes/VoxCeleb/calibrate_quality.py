@@ -40,15 +40,17 @@ LISTS = ("clean", "snr5", "snr0", "snrm5", "mixed")
 MEASURES = ["snr_db", "speech_frac"]
 
 
-def embed_and_measure(ids, data, speaker, enhancer, cache: dict):
-    """Embedding and quality measures of every id not yet in ``cache`` (id -> (emb, [q...]))."""
+def embed_and_measure(ids, data, speaker, enhancer, cache: dict, front_end: bool = False):
+    """Embedding and quality measures of every id not yet in ``cache`` (id -> (emb, [q...]));
+    with ``front_end`` the embedding is of the enhancer's output (quality still of the input)."""
     from tqdm import tqdm
 
     for uid in tqdm([i for i in ids if i not in cache], desc="embed + probes", unit="file"):
         path = next((d / f"{uid}.wav" for d in data if (d / f"{uid}.wav").exists()), data[0] / f"{uid}.wav")
         with torch.no_grad():
-            emb = speaker.embed_file(path)
-            q = probe_quality(enhancer.analyze_file(str(path)))
+            analysis = enhancer.analyze_file(str(path))
+            q = probe_quality(analysis)
+            emb = speaker.encode_batch(analysis.wav[0].cpu())[0, 0].cpu() if front_end else speaker.embed_file(path)
         cache[uid] = (emb, [q[m] for m in MEASURES])
 
 
@@ -86,6 +88,8 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--quality_model", default=None, help="DynCP enhancer with probes (default: bundled)")
     p.add_argument("--store", action="store_true", help="write calibration.json into --model")
+    p.add_argument("--front_end", action="store_true",
+                   help="embed the quality model's enhanced output instead of the input (both sides)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
@@ -98,7 +102,10 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     data, tdir, cache = [Path(d) for d in args.data.split(",")], Path(args.trials), {}
     lists = {f"{s}_{c}": read_trials(tdir / f"{s}_{c}.txt") for s in ("dev", "test") for c in LISTS}
-    embed_and_measure(sorted({i for t in lists.values() for i in t.ids()}), data, speaker, enhancer, cache)
+    if args.front_end and args.store:
+        raise SystemExit("--front_end and --store together: dyncp verify embeds the unenhanced input")
+    embed_and_measure(sorted({i for t in lists.values() for i in t.ids()}), data, speaker, enhancer, cache,
+                      front_end=args.front_end)
     # fit on every dev condition (4x the trials of dev_mixed, the same mix of conditions)
     dev = [score_list(lists[f"dev_{c}"], speaker, cache) + (lists[f"dev_{c}"].labels,) for c in LISTS[:4]]
     s_dev, qe_dev, qt_dev, y_dev = (np.concatenate(x) for x in zip(*dev))
