@@ -16,6 +16,9 @@ For real recordings, which carry no ground truth, :func:`energy_vad` and
   interpolation), voiced where the peak exceeds ``voicing_threshold`` and the
   frame is active by ``energy_vad``. Measured on the embedded corpus by
   ``tests/unit/test_synth.py`` (median error vs. the exact labels).
+* ``speech_vad``: ``energy_vad`` with a hangover (the real-speech corpus' VAD);
+  ``hts_vad`` / ``fda_f0``: phone timings and laryngograph F0 references where a
+  recording has them.
 
 Authors
  * speechbrain-dyncp contributors
@@ -216,3 +219,44 @@ def item_frame_labels(
         raise ValueError(f"{item}: {len(vad)} label frames but the enhancer gives {n}")
     pad = max(0, n - len(vad))
     return np.pad(vad, (0, pad))[:n], np.pad(f0, (0, pad))[:n]
+
+
+def fda_f0(path, n: int) -> np.ndarray:
+    """Laryngograph F0 (15 ms frames) on the 16 ms label grid; unvoiced where either neighbour is."""
+    ref = np.loadtxt(path, ndmin=1)
+    pos = np.arange(n) * HOP_LENGTH / 16000 / 0.015
+    lo = np.clip(np.floor(pos).astype(int), 0, len(ref) - 1)
+    hi = np.clip(lo + 1, 0, len(ref) - 1)
+    frac = pos - np.floor(pos)
+    f0 = (1 - frac) * ref[lo] + frac * ref[hi]
+    f0[(ref[lo] <= 0) | (ref[hi] <= 0) | (pos > len(ref) - 1)] = 0.0
+    return f0.astype(np.float32)
+
+
+def hts_vad(path, n: int) -> np.ndarray:
+    """Speech = frames whose centre falls in a non-silence phone (HTS times in 100 ns)."""
+    vad = np.zeros(n, np.uint8)
+    centres = np.arange(n) * HOP_LENGTH / 16000
+    for line in Path(path).read_text().splitlines():
+        start, end, lab = line.split(maxsplit=2)
+        phone = lab.split("-")[1].split("+")[0]
+        if phone not in ("sil", "pau"):
+            vad[(centres >= int(start) * 1e-7) & (centres < int(end) * 1e-7)] = 1
+    return vad
+
+
+def speech_vad(wav: np.ndarray, hangover: int = 3) -> np.ndarray:
+    """Energy VAD with a hangover: a speech frame keeps the next ``hangover`` frames speech.
+
+    Example
+    -------
+    >>> x = np.zeros(16000); x[4000:6000] = 0.1 * np.random.default_rng(0).standard_normal(2000)
+    >>> v = speech_vad(x, hangover=3)
+    >>> int(v[:14].sum()), int(v[24:26].sum()), int(v[30:].sum())
+    (0, 2, 0)
+    """
+    vad = energy_vad(wav)
+    out = vad.copy()
+    for k in range(1, hangover + 1):
+        out[k:] |= vad[:-k]
+    return out

@@ -32,6 +32,8 @@ from speechbrain_dyncp.data.mixing import fit_length, reverberate
 
 SR, HOP = 16000, 256
 PEAK = 0.99
+# Held-out conditions: SNR in dB ("clean" = speech alone), each dry and reverberant.
+CONDITIONS = ("clean", 20.0, 10.0, 5.0, 0.0, -5.0)
 
 
 def _read_list(csv_path) -> List[dict]:
@@ -133,12 +135,10 @@ def write_fixed_mixtures(rows: Sequence[list], noise_csv, rir_csv, out_dir, seed
     """Seeded held-out mixtures of manifest ``rows`` (``real_speech.HEADER`` order).
 
     Each utterance is mixed once per entry of ``rooms`` (dry, in a room), at conditions cycled over
-    ``real_speech.CONDITIONS`` (a seeded shuffle), so every SNR has about the
+    ``CONDITIONS`` (a seeded shuffle), so every SNR has about the
     same number of dry and reverberant items. Writes ``noisy/``, ``clean/`` and
     ``labels/`` under ``out_dir``; returns the new manifest rows.
     """
-    from speechbrain_dyncp.data.real_speech import CONDITIONS
-
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
     mixer = RealMixer(noise_csv, rir_csv, pause_range=(0.3, 1.0))

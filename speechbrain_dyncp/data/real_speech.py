@@ -39,9 +39,11 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+import soundfile as sf
 
-from speechbrain_dyncp.data.audio import AudioError, read_audio, write_audio
-from speechbrain_dyncp.data.labels import autocorr_f0, energy_vad, n_frames
+from speechbrain_dyncp.data.audio import AudioError, read_audio, resample_array, write_audio
+from speechbrain_dyncp.data.labels import autocorr_f0, fda_f0, hts_vad, n_frames, speech_vad
+from speechbrain_dyncp.data.real_mixing import write_fixed_mixtures
 from speechbrain_dyncp.data.manifest import (
     already_done,
     check_not_inside,
@@ -69,8 +71,6 @@ ROOM_SPLIT = {
     "valid": ("openair_st_margarets_church_york",),
     "test": ("openair_large_church", "openair_ir_arthur_s1r4_ch1"),
 }  # every other room trains
-# Test / valid conditions: SNR in dB ("clean" = speech alone), each dry and reverberant.
-CONDITIONS = ("clean", 20.0, 10.0, 5.0, 0.0, -5.0)
 SPLIT_FRACTIONS = {"valid": 0.06, "test": 0.10}
 TRAIN_ONLY, TEST_ONLY = ("fsdd",), ("cmu_arctic", "fda")
 # Held-out utterances kept per speaker (one-second words would otherwise swamp the
@@ -91,47 +91,6 @@ def noise_class(fine: str) -> str:
     if fine.startswith("music"):
         return "music"
     return NOISE_VOCAB.get(fine, "other")
-
-
-def fda_f0(path, n: int) -> np.ndarray:
-    """Laryngograph F0 (15 ms frames) on the 16 ms label grid; unvoiced where either neighbour is."""
-    ref = np.loadtxt(path, ndmin=1)
-    pos = np.arange(n) * HOP / SR / 0.015
-    lo = np.clip(np.floor(pos).astype(int), 0, len(ref) - 1)
-    hi = np.clip(lo + 1, 0, len(ref) - 1)
-    frac = pos - np.floor(pos)
-    f0 = (1 - frac) * ref[lo] + frac * ref[hi]
-    f0[(ref[lo] <= 0) | (ref[hi] <= 0) | (pos > len(ref) - 1)] = 0.0
-    return f0.astype(np.float32)
-
-
-def hts_vad(path, n: int) -> np.ndarray:
-    """Speech = frames whose centre falls in a non-silence phone (HTS times in 100 ns)."""
-    vad = np.zeros(n, np.uint8)
-    centres = np.arange(n) * HOP / SR
-    for line in Path(path).read_text().splitlines():
-        start, end, lab = line.split(maxsplit=2)
-        phone = lab.split("-")[1].split("+")[0]
-        if phone not in ("sil", "pau"):
-            vad[(centres >= int(start) * 1e-7) & (centres < int(end) * 1e-7)] = 1
-    return vad
-
-
-def speech_vad(wav: np.ndarray, hangover: int = 3) -> np.ndarray:
-    """Energy VAD with a hangover: a speech frame keeps the next ``hangover`` frames speech.
-
-    Example
-    -------
-    >>> x = np.zeros(16000); x[4000:6000] = 0.1 * np.random.default_rng(0).standard_normal(2000)
-    >>> v = speech_vad(x, hangover=3)
-    >>> int(v[:14].sum()), int(v[24:26].sum()), int(v[30:].sum())
-    (0, 2, 0)
-    """
-    vad = energy_vad(wav)
-    out = vad.copy()
-    for k in range(1, hangover + 1):
-        out[k:] |= vad[:-k]
-    return out
 
 
 def _rows(path: Path) -> List[dict]:
@@ -267,12 +226,8 @@ def prepare_noises_rirs(shared: Path, out: Path, skipped: list) -> Dict[str, Pat
     rooms = sorted((shared / "rirs").glob("*.wav")) + sorted((shared / "rirs_more").glob("*.flac"))
     for path in rooms:
         split = next((s for s, names in ROOM_SPLIT.items() if path.stem in names), "train")
-        import soundfile as sf  # channel 0 of multichannel rooms, not their mean
-
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)  # channel 0, not the mean
         tmp = out / "rir" / split / f"{path.stem}.wav"
-        from speechbrain_dyncp.data.audio import resample_array
-
         rir = resample_array(data[: int(2.0 * rate), 0], rate, SR)
         rir = rir / max(np.abs(rir).max(), 1e-8)
         write_audio(tmp, rir * 0.99, SR, overwrite=True)
@@ -290,8 +245,6 @@ def prepare_fit_mixtures(save_folder, n_utterances: int = 400, seed: int = 0) ->
     speech only, mixed on the fly); they never touch a held-out speaker, noise
     segment or room. Written once into ``save_folder`` (after :func:`prepare_real_speech`).
     """
-    from speechbrain_dyncp.data.real_mixing import write_fixed_mixtures
-
     out = Path(save_folder).resolve()
     fit_csv = out / f"fit{n_utterances}_seed{seed}.csv"
     if fit_csv.exists():
@@ -329,8 +282,6 @@ def prepare_real_speech(shared_data, save_folder, seed: int = 0, skip_prep: bool
     dict
         ``train``, ``valid``, ``test`` manifests, ``noise_<split>``, ``rir_<split>`` CSVs.
     """
-    from speechbrain_dyncp.data.real_mixing import write_fixed_mixtures
-
     shared, out = Path(shared_data), Path(save_folder).resolve()  # manifests hold absolute paths
     outputs = {s: out / f"{s}.csv" for s in ("train", "valid", "test")}
     outputs.update({f"{k}_{s}": out / f"{k}_{s}.csv" for k in ("noise", "rir") for s in NOISE_SPLIT})

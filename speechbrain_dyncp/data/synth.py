@@ -32,20 +32,18 @@ Authors
  * speechbrain-dyncp contributors
 """
 
-import io
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-import soundfile as sf
 from scipy import fft as sp_fft
 
 from speechbrain_dyncp.data import noise_synth, speech_synth
+from speechbrain_dyncp.data.corpus_files import make_trials, write_pcm16
 
 logger = logging.getLogger(__name__)
 
@@ -81,22 +79,6 @@ class Corpus:
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, *key])
-
-
-def _write(path: Path, wav: np.ndarray) -> None:
-    """16-bit wav, atomically; an existing file (interrupted build) is kept.
-
-    Not ``audio.write_audio``: soundfile's close() fsyncs every file, which
-    dominates the build time on a busy disk; temp file + rename is enough here.
-    """
-    if path.exists():
-        return
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(wav, -1.0, 1.0), SR, subtype="PCM_16", format="WAV")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
 
 
 def _session_id(rng: np.random.Generator) -> str:
@@ -156,29 +138,14 @@ def _build_voxceleb(root: Path, cfg: dict, seed: int) -> dict:
                 wav, _, _ = speech_synth.synthesize(spk, dur, urng, SR, shift, rate)
                 wav = _channel(wav, np.random.default_rng([ch_seed, u]))
                 rel = f"{spk.name}/{sess}/{u + 1:05d}.wav"
-                _write(wav_dir / rel, _fit_peak(wav)[0])
+                write_pcm16(wav_dir / rel, _fit_peak(wav)[0])
                 n_files, n_samples = n_files + 1, n_samples + len(wav)
                 if trial:
                     trial_utts.setdefault(spk.name, []).append((sess, rel))
     (meta / "speakers.csv").write_text("\n".join(rows) + "\n")
-    trials = _make_trials(trial_utts, _rng(seed, 4))
+    trials = make_trials(trial_utts, _rng(seed, 4))
     (meta / "veri_test2.txt").write_text("".join(f"{lab} {a} {b}\n" for lab, a, b in trials))
     return {"voxceleb_files": n_files, "voxceleb_minutes": round(n_samples / SR / 60, 2), "trials": len(trials)}
-
-
-def _make_trials(trial_utts: dict, rng: np.random.Generator):
-    """Targets: all cross-session pairs of a speaker; as many random non-targets."""
-    targets, everything = [], []
-    for spk, utts in sorted(trial_utts.items()):
-        everything += [(spk, rel) for _, rel in utts]
-        targets += [(1, a, b) for i, (sa, a) in enumerate(utts) for sb, b in utts[i + 1 :] if sa != sb]
-    nontargets = set()
-    while len(nontargets) < len(targets):
-        for i, j in rng.integers(0, len(everything), size=(2 * len(targets), 2)):
-            if everything[i][0] != everything[j][0] and len(nontargets) < len(targets):
-                nontargets.add((0, everything[i][1], everything[j][1]))
-    trials = targets + sorted(nontargets)
-    return [trials[i] for i in rng.permutation(len(trials))]
 
 
 def _talker_tracks(cfg: dict, seed: int):
@@ -210,8 +177,8 @@ def _build_voicebank(root: Path, cfg: dict, seed: int, talkers) -> dict:
                 noise = noise_synth.make_noise(kind, len(clean), urng, SR, talkers=talker_wavs)
                 noise = noise * np.sqrt(np.sum(clean**2) / (np.sum(noise**2) * 10 ** (snr / 10)))
                 clean, noisy = _fit_peak(clean, clean + noise)
-                _write(root / f"clean_{split}_wav" / f"{utt}.wav", clean)
-                _write(root / f"noisy_{split}_wav" / f"{utt}.wav", noisy)
+                write_pcm16(root / f"clean_{split}_wav" / f"{utt}.wav", clean)
+                write_pcm16(root / f"noisy_{split}_wav" / f"{utt}.wav", noisy)
                 fv, ff = speech_synth.frame_labels(vad, f0)
                 lab = root / "labels" / f"{utt}.npz"
                 if not lab.exists():
@@ -231,9 +198,9 @@ def _build_musan_rirs(musan: Path, rirs: Path, cfg: dict, seed: int, talkers) ->
         sub = musan / ("music/synthetic" if kind == "music" else f"noise/{kind}")
         for k in range(cfg["noise_files"]):
             x = noise_synth.make_noise(kind, n_noise, _rng(seed, 9, c, k), SR, talkers=talker_wavs)
-            _write(sub / f"{kind}-{k + 1:04d}.wav", 0.1 * x)
+            write_pcm16(sub / f"{kind}-{k + 1:04d}.wav", 0.1 * x)
     for name, wav in talkers:
-        _write(musan / "speech" / "synthetic" / f"{name}.wav", _fit_peak(wav)[0])
+        write_pcm16(musan / "speech" / "synthetic" / f"{name}.wav", _fit_peak(wav)[0])
     rt60s = np.linspace(0.2, 1.0, cfg["rirs"])
     csv_rows, info = ["ID,duration,wav,wav_format,wav_opts"], ["ID,rt60_s,drr_db"]
     for k, rt60 in enumerate(rt60s):
@@ -241,7 +208,7 @@ def _build_musan_rirs(musan: Path, rirs: Path, cfg: dict, seed: int, talkers) ->
         drr = float(rng.uniform(-3, 8))
         h = noise_synth.make_rir(float(rt60), rng, SR, drr_db=drr)
         path = rirs / f"rir-{k + 1:03d}.wav"
-        _write(path, h)
+        write_pcm16(path, h)
         csv_rows.append(f"rir-{k + 1:03d},{len(h) / SR:.4f},{path.resolve()},wav,")
         info.append(f"rir-{k + 1:03d},{rt60:.3f},{drr:.2f}")
     (rirs / "rirs.csv").write_text("\n".join(csv_rows) + "\n")
@@ -302,7 +269,7 @@ def build_corpus(root, preset: str = "tiny", seed: int = 0, shared_data: Optiona
     stats.update(_build_voicebank(corpus.voicebank, cfg, seed, talkers))
     stats.update(_build_musan_rirs(corpus.musan, corpus.rirs, cfg, seed, talkers))
     if shared_data:
-        from speechbrain_dyncp.data.synth_real import add_shared_data  # optional; imports this module
+        from speechbrain_dyncp.data.synth_real import add_shared_data  # optional
 
         stats.update(add_shared_data(corpus, Path(shared_data)))
     stats["build_seconds"] = round(time.perf_counter() - t0, 2)

@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from speechbrain_dyncp.data.audio import resample_array
-from speechbrain_dyncp.data.synth import _make_trials, _write
+from speechbrain_dyncp.data.corpus_files import make_trials, write_pcm16
 
 logger = logging.getLogger(__name__)
 SR = 16000
@@ -42,7 +42,7 @@ def _copy(src: Path, dst: Path, first_channel: bool = False) -> int:
     wav = data[:, 0] if first_channel else data.mean(axis=1)
     wav = resample_array(wav, rate, SR)  # expected here: no warning per file
     peak = float(np.max(np.abs(wav)))
-    _write(dst, wav * (0.95 / peak) if peak > 0.95 else wav)
+    write_pcm16(dst, wav * (0.95 / peak) if peak > 0.95 else wav)
     return 1
 
 
@@ -77,7 +77,7 @@ def _speech(corpus, shared: Path) -> dict:
             count[spk] = count.get(spk, 0) + 1
             n += _copy(arctic / r["file"], wav_dir / spk / "arctic" / f"{count[spk]:05d}.wav")
     if takes:
-        trials = _make_trials(takes, np.random.default_rng([corpus.seed, 11]))[:600]
+        trials = make_trials(takes, np.random.default_rng([corpus.seed, 11]))[:600]
         (corpus.voxceleb / "meta" / "veri_real.txt").write_text("".join(f"{a} {b} {c}\n" for a, b, c in trials))
     return {"real_speech_files": n}
 

@@ -24,7 +24,7 @@ Authors
 import pydoc
 from pathlib import Path
 
-from speechbrain_dyncp.inference.strict import ModelFolderError
+from speechbrain_dyncp.inference.errors import ModelFolderError
 
 SAFE_NAMESPACES = ("speechbrain", "speechbrain_dyncp", "torch")
 # entry points inside the allowed packages that fetch, unpickle or execute

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 
-class ModelFolderError(RuntimeError):
-    """A model folder that cannot be used; the message names the file and why."""
+from speechbrain_dyncp.inference.errors import ModelFolderError  # noqa: E402,F401 (raised and re-exported here)
 
 
 @contextlib.contextmanager

@@ -32,7 +32,7 @@ import torch
 from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import autocorr_f0, energy_vad, n_frames
 from speechbrain_dyncp.data.mixing import mix_at_snr, reverberate
-from speechbrain_dyncp.data.real_speech import fda_f0, hts_vad
+from speechbrain_dyncp.data.labels import fda_f0, hts_vad
 
 SR, HOP = 16000, 256
 

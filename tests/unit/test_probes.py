@@ -190,7 +190,7 @@ def test_real_mixture_labels_match_the_recordings(shared_data):
     and the HTS phone timings mark leading/trailing silence as non-speech."""
     from speechbrain_dyncp.data.audio import read_audio
     from speechbrain_dyncp.data.labels import autocorr_f0, n_frames
-    from speechbrain_dyncp.data.real_speech import fda_f0 as _fda_f0, hts_vad as _hts_vad
+    from speechbrain_dyncp.data.labels import fda_f0 as _fda_f0, hts_vad as _hts_vad
 
     wav = read_audio(shared_data / "fda_pitch_rl" / "rl001.wav", 16000)
     ref = _fda_f0(shared_data / "fda_pitch_rl" / "rl001.f0ref", n_frames(len(wav)))

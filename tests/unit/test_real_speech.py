@@ -15,9 +15,8 @@ import soundfile as sf
 import torch
 
 from speechbrain_dyncp.data.labels import load_frame_labels, n_frames
-from speechbrain_dyncp.data.real_mixing import RealMixer
+from speechbrain_dyncp.data.real_mixing import CONDITIONS, RealMixer
 from speechbrain_dyncp.data.real_speech import (
-    CONDITIONS,
     find_utterances,
     noise_class,
     prepare_real_speech,
