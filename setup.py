@@ -28,7 +28,9 @@ EXTRAS = {
     "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     "shards": ["webdataset>=0.2.86"],
     "test": ["pytest>=7", "pytest-timeout>=2.2", "hypothesis>=6.100"],
-    "bench": ["librosa>=0.10", "webrtcvad-wheels>=2.0.14", "silero-vad>=5.1", "torchcrepe>=0.0.23"],
+    # the tools the enhancer and probes are compared with (benchmarks/bench_probes.py, bench_real.py)
+    "bench": ["librosa>=0.10", "webrtcvad-wheels>=2.0.14", "silero-vad>=5.1", "torchcrepe>=0.0.23",
+              "pyrnnoise>=0.4", "speechmos>=0.0.1"],
 }
 EXTRAS["all"] = sorted({r for rs in EXTRAS.values() for r in rs})
 
