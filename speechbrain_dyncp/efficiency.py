@@ -1,7 +1,7 @@
 """Compute accounting for the DynCP enhancer: parameters, dense vs gate-effective MACs.
 
 What is counted (per STFT frame, multiply-accumulates of the conv / linear
-layers, as in the paper's MAC budget, papers.md §1.3):
+layers, as in the DynCP paper's MAC budget):
 
 * front-end ``F * B`` and back-end ``B * F`` (F = n_fft // 2 + 1 bins);
 * each TCN block: per *active* hidden channel, its W1 row (``B``), its
@@ -62,7 +62,7 @@ def dense_macs(model) -> Dict[str, int]:
     Example
     -------
     >>> from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
-    >>> dense_macs(DynCPEnhancer(gated=False))["total"]  # papers.md §1.3
+    >>> dense_macs(DynCPEnhancer(gated=False))["total"]  # the DynCP paper's full-size Conv-FSENet
     662528
     """
     tcn = model.tcn

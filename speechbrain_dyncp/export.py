@@ -14,7 +14,6 @@ Authors
 
 import io
 import pickle
-import shutil
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -217,8 +216,3 @@ def export_from_cli(args) -> int:
         for path in export_onnx(out):
             print(f"onnx graph written to {path}")
     return 0
-
-
-def copy_model_folder(src, dst) -> Path:
-    """Copy a model folder (e.g. the bundled one) without following the savedir symlinks."""
-    return Path(shutil.copytree(src, dst, dirs_exist_ok=False))

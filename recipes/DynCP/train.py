@@ -20,7 +20,7 @@ Embedded synthetic corpus (built once into ``corpus_folder``; no download)::
 
 Dense (ungated) baseline with the same script::
 
-    python recipes/DynCP/train.py hparams/DynCP/train_dense.yaml
+    python recipes/DynCP/train.py hparams/DynCP/train.yaml --gated=False --lambda_dcp=0
 
 Real VoiceBank+DEMAND (16 kHz or resampled on read)::
 

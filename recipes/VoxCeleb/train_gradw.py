@@ -13,7 +13,7 @@ encoder) and learns only from :class:`~speechbrain_dyncp.losses.gradw.GradWLoss`
 on E's activations. Validation mixtures are seeded per utterance, and
 validation reports the Grad-W and Equal-W losses and E's closed-set speaker-ID
 error for enhanced *and* unenhanced input (the gradient-weighted loss runs
-under SpeechBrain's ``no_grad`` validation, pitfall P10). The last checkpoint's
+under SpeechBrain's ``no_grad`` validation). The last checkpoint's
 G is what ``eval_snr.py`` evaluates.
 
 Authors

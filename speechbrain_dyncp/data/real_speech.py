@@ -47,6 +47,7 @@ from speechbrain_dyncp.data.real_mixing import write_fixed_mixtures
 from speechbrain_dyncp.data.manifest import (
     already_done,
     check_not_inside,
+    read_csv,
     report_skipped,
     save_options,
     write_csv,
@@ -93,11 +94,6 @@ def noise_class(fine: str) -> str:
     return NOISE_VOCAB.get(fine, "other")
 
 
-def _rows(path: Path) -> List[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def find_utterances(shared: Path) -> List[dict]:
     """Every utterance found under ``shared``: ``{id, path, corpus, spk, gender, age, f0ref, phones}``."""
     utts = []
@@ -108,21 +104,21 @@ def find_utterances(shared: Path) -> List[dict]:
 
     so = shared / "speechocean762"
     if (so / "utt2spk.csv").exists():
-        for r in _rows(so / "utt2spk.csv"):
+        for r in read_csv(so / "utt2spk.csv"):
             add("so762", Path(r["path"]).stem, so / r["path"], r["speaker"], r["gender"], r["age"])
     for name, spk_col in (("speech_commands_more", "speaker"), ("speech_commands_subset", "speaker_hash")):
         folder = shared / name
         if (folder / "utt2spk.csv").exists():
-            for r in _rows(folder / "utt2spk.csv"):
+            for r in read_csv(folder / "utt2spk.csv"):
                 add("sc", Path(r["path"]).stem, folder / r["path"], r[spk_col])
     fsdd = shared / "fsdd"
     if (fsdd / "utt2spk.csv").exists():
-        genders = {r["speaker"]: r["gender"][:1] for r in _rows(fsdd / "speakers.csv")}
-        for r in _rows(fsdd / "utt2spk.csv"):
+        genders = {r["speaker"]: r["gender"][:1] for r in read_csv(fsdd / "speakers.csv")}
+        for r in read_csv(fsdd / "utt2spk.csv"):
             add("fsdd", Path(r["path"]).stem, fsdd / r["path"], r["speaker"], genders.get(r["speaker"], ""))
     arctic = shared / "cmu_arctic"
     if (arctic / "files.csv").exists():
-        for r in _rows(arctic / "files.csv"):
+        for r in read_csv(arctic / "files.csv"):
             wav = arctic / r["file"]
             lab = wav.with_name(wav.stem + "_phone.lab")
             add("cmu_arctic", wav.stem, wav, r["speaker"], phones=lab if lab.exists() else None)
@@ -206,7 +202,7 @@ def prepare_noises_rirs(shared: Path, out: Path, skipped: list) -> Dict[str, Pat
     for folder in ("noise", "noise_more"):
         if not (shared / folder / "labels.csv").exists():
             continue
-        for r in _rows(shared / folder / "labels.csv"):
+        for r in read_csv(shared / folder / "labels.csv"):
             try:
                 wav = read_audio(shared / folder / r["path"], SR, allow_silent=False)
             except (AudioError, OSError, RuntimeError) as err:

@@ -8,7 +8,7 @@ CSV columns (every split): ``ID,duration,wav,start,stop,spk_id``.
   mean absolute amplitude is below ``amp_th`` are dropped. Unlike SpeechBrain,
   a file shorter than ``seg_dur`` is not dropped: it gets one whole-file row
   (``start=0``, ``stop=len``), so short real clips still train (recipes that
-  crop fixed-length windows must pad or skip them, see pitfall P14).
+  crop fixed-length windows must pad or skip them).
 * enrol/test rows are whole files named in the trial list:
   ``ID = <spk>/<session>/<utt>`` (relative path without extension, the key
   scoring scripts build from trial lines).

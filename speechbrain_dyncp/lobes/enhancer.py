@@ -1,6 +1,6 @@
 """DynCP enhancer (Conv-FSENet): STFT -> point-wise front-end -> gated TCN -> mask -> iSTFT.
 
-Conventions (papers.md §1.3): 16 kHz, n_fft 512, hop 256, periodic Hann,
+Conventions of the DynCP paper (Miccini et al., ICASSP 2025): 16 kHz, n_fft 512, hop 256, periodic Hann,
 ``center=True`` with zero padding, so frame t is centred on sample t*256 and a
 signal of L samples has ``N = 1 + L // 256`` frames (the corpus label grid).
 The sigmoid mask multiplies the complex noisy STFT.

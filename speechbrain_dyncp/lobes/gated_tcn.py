@@ -157,7 +157,7 @@ class GatedTCN(nn.Module):
     gated : bool
         False gives the dense baseline (no gate modules; gates all ones).
     gate_input : str
-        ``"block"``: each gate sees its block input (default, papers.md §1.4);
+        ``"block"``: each gate sees its block input (default, as in the DynCP paper);
         ``"features"``: every gate sees the TCN input (all gates computable up
         front).
     gate_window, gate_hidden, gate_layers, gate_backward, gate_beta, gate_threshold, gate_init_bias

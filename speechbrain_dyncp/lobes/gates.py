@@ -122,7 +122,7 @@ class ChannelGate(nn.Module):
     {0, 1}^H, one bit per prunable channel, in training and in eval (binary
     forward always; only the backward pass is relaxed).
 
-    Choices the DynCP paper leaves open (papers.md §1.4), each a constructor
+    Choices the DynCP paper leaves open (Miccini et al., ICASSP 2025), each a constructor
     argument here:
 
     * pooling window K and its causality (``window``, ``causal``): zero-padded

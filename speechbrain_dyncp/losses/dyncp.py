@@ -1,6 +1,6 @@
 """DynCP training objective: compressed spectral loss + gate-ratio loss ``L_DCP``.
 
-``L = L_SE + lambda * L_DCP`` (papers.md §1.5). ``L_SE`` is the power-law
+``L = L_SE + lambda * L_DCP`` (Miccini et al., ICASSP 2025, Eq. for the total loss). ``L_SE`` is the power-law
 compressed spectral MSE of the DynCP experiment code ("DynCompMSE"), computed on
 the STFT of the *time-domain* output so that the iSTFT is inside the graph.
 ``L_DCP`` pulls the realised fraction of active gated channels toward the

@@ -1,7 +1,7 @@
 """Probe-aware gate training: linear read-outs on the binary gates, trained jointly.
 
 The probing paper fits its linear predictors *after* the enhancer is trained
-and names joint training as future work (papers.md §2.2). Trained for
+and names joint training as future work (Miccini et al., ICASSP 2026). Trained for
 enhancement and sparsity only, our gates keep the pitch information up to the
 Heaviside and lose it there (``benchmarks/probe_f0_information.py``): nothing
 asks a pitch change to flip a gate. This loss asks for it. During enhancer

@@ -25,7 +25,7 @@ positions of utterance b, so the loss is the per-utterance *mean over
 positions* of the *channel-summed* absolute difference, averaged over the
 batch: ``L = (1/B) sum_b (1/n_b) sum_{pos valid} sum_c |A_ref - A_enh|``.
 
-Validation: SpeechBrain evaluates under ``torch.no_grad`` (pitfall P10). The
+Validation: SpeechBrain evaluates under ``torch.no_grad``. The
 gradient part always runs under ``torch.enable_grad``: the tapped activation
 is replaced, for the layers above the tap, by a detached leaf copy, and
 ``autograd.grad`` differentiates y with respect to that leaf. This needs no

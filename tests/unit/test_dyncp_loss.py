@@ -15,7 +15,7 @@ from speechbrain_dyncp.losses.dyncp import (
 
 
 def _reference_loss(est: np.ndarray, clean: np.ndarray) -> float:
-    """papers.md §1.5 written out with explicit frames and numpy's rfft."""
+    """The DynCP paper's loss written out with explicit frames and numpy's rfft."""
     n_fft, hop, eps = 512, 256, 1e-9
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
 

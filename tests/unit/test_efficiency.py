@@ -18,7 +18,7 @@ TINY = dict(n_fft=16, hop_length=8, channels=4, hidden=6, kernel_size=3, n_stack
 
 
 def test_dense_budget_matches_paper_config():
-    """Base config: 32,896 + 9 * 66,304 + 32,896 = 662,528 MACs/frame (papers.md §1.3)."""
+    """Base config: 32,896 + 9 * 66,304 + 32,896 = 662,528 MACs/frame (the DynCP paper's full-size model)."""
     parts = dense_macs(DynCPEnhancer(gated=False))
     assert parts["total"] == 662_528 and parts["gates"] == 0
     assert parts["block"] == 128 * 256 + 256 * 3 + 256 * 128

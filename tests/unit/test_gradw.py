@@ -139,7 +139,7 @@ def test_speaker_frozen_bit_identical_and_gradients_reach_g():
 
 @pytest.mark.parametrize("weighting", ["grad", "equal"])
 def test_works_under_no_grad_and_equals_grad_enabled_value(weighting):
-    """Validation (torch.no_grad, pitfall P10): same value as in training, detached."""
+    """Validation (torch.no_grad): same value as in training, detached."""
     loss_fn = GradWLoss(tiny_ecapa_scorer(), weighting=weighting)
     clean, enh = feats_pair()
     train_val = loss_fn(clean, enh.clone().requires_grad_(True), LABELS, LENS)
