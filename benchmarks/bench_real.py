@@ -203,8 +203,7 @@ def run_item(row, model, tools, compare=None):
     f0_ref = lab["f0"][:n]
     crepe_f0, crepe_voiced = tools["crepe"](noisy_t, n)
     probe_f0 = res.f0_hz[0, :n].numpy() if res.f0_hz is not None else np.zeros(n)
-    probe_voiced = (res.vad_prob[0, :n].numpy() > 0.5) if res.vad_prob is not None else np.zeros(n, bool)
-    rec["register"] = {"ref": register(f0_ref, f0_ref > 0), "probe": register(probe_f0, probe_voiced),
+    rec["register"] = {"ref": register(f0_ref, f0_ref > 0), "probe": res.register_hz(0),
                        "crepe": register(crepe_f0, crepe_voiced)}
     voiced = f0_ref > 0
     rec["rpa"] = {k: (np.abs(cents(f[voiced], f0_ref[voiced])) < 50).tolist() if voiced.any() else []

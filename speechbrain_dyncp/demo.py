@@ -166,7 +166,7 @@ def run_demo(out_dir: Path, model: Optional[str] = None, n_files: int = 24, quie
         summary["clean_passthrough_si_sdr_db"] = float(sisdr_out[~noisy_items].mean())
     summary["dynamism"] = _dynamism_summary(result, labels, [min(it["snr"], 40.0) for it in items])
     if f0_t:
-        summary["register"] = _register_summary(f0_t, f0_p, vad_p)
+        summary["register"] = _register_summary(f0_t, [result.register_hz(i) for i in range(len(items))])
 
     # Streaming check on the first file: same audio as offline, after the fixed latency.
     stream = enh.streamer()
@@ -187,16 +187,16 @@ def run_demo(out_dir: Path, model: Optional[str] = None, n_files: int = 24, quie
     return 0
 
 
-def _register_summary(f0_true, f0_pred, vad_prob) -> dict:
-    """Speaker register (median F0 over the probe's speech frames) vs the reference's median voiced F0."""
-    errors = []
-    for ref, pred, vad in zip(f0_true, f0_pred, vad_prob):
-        voiced, speech = ref > 0, vad > 0.5
-        if voiced.sum() >= 10 and speech.sum() >= 10:
-            errors.append(abs(float(np.median(pred[speech])) / float(np.median(ref[voiced])) - 1))
-    errors = np.asarray(errors)
-    return {"n": int(len(errors)), "within_10pct": float((errors <= 0.1).mean()) if len(errors) else None,
-            "median_rel_error": float(np.median(errors)) if len(errors) else None}
+def _register_summary(f0_true, registers) -> dict:
+    """Speaker register (``EnhancementAnalysis.register_hz``) vs the reference's median voiced F0."""
+    from speechbrain_dyncp.probes.metrics import register_scores
+
+    pairs = [(float(np.median(ref[ref > 0])), reg) for ref, reg in zip(f0_true, registers)
+             if (ref > 0).sum() >= 10 and reg is not None]
+    if not pairs:
+        return {"n": 0}
+    scores = register_scores(*zip(*pairs))
+    return {"n": scores["n"], "within_10pct": scores["within_10pct"], "median_rel_error": scores["median_rel_error"]}
 
 
 def _dynamism_summary(result, labels, snrs) -> dict:

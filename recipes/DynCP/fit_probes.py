@@ -53,6 +53,7 @@ FRAME_TARGETS = ("vad", "f0")
 # SNR label of speech without noise (the real corpus' clean items, snr = inf): the
 # SNR head reads "this clean or cleaner"; its MAE is reported over noisy items.
 SNR_CEILING = 30.0
+MIN_VOICED = 10  # voiced frames an utterance needs to have a register label
 
 
 def prepare_rows(hp) -> list:
@@ -188,6 +189,18 @@ def collect(enhancer, rows, hp, speed: float = 1.0) -> list:
     return utts
 
 
+def register_label(f0: np.ndarray) -> float:
+    """The register head's label: median voiced F0 (Hz); NaN with fewer than MIN_VOICED voiced frames.
+
+    Example
+    -------
+    >>> register_label(np.array([0.0] * 5 + [100.0] * 6 + [130.0] * 5)), register_label(np.zeros(20))
+    (100.0, nan)
+    """
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if len(voiced) >= MIN_VOICED else float("nan")
+
+
 def head_rows(spec: ProbeSpec, utts, cap, rng, fitting: bool = False):
     """Features and labels of ``spec`` over ``utts`` (at most ``cap`` rows, spread over utterances)."""
     quota = None if cap is None else max(1, int(np.ceil(cap / max(1, len(utts)))))
@@ -200,6 +213,8 @@ def head_rows(spec: ProbeSpec, utts, cap, rng, fitting: bool = False):
                 keep = y > 0
                 X, y = X[torch.from_numpy(keep)], y[keep]
         else:
+            if not _has_label(u[spec.name]):  # e.g. no register without voicing
+                continue
             y = np.array([u[spec.name]] * len(X))
         if quota is not None and len(X) > quota:
             sel = np.sort(rng.choice(len(X), quota, replace=False))
@@ -207,6 +222,16 @@ def head_rows(spec: ProbeSpec, utts, cap, rng, fitting: bool = False):
         Xs.append(X.numpy().astype(np.float32))
         ys.append(y)
     return np.concatenate(Xs), np.concatenate(ys)
+
+
+def _has_label(label) -> bool:
+    """A class name, or a finite number (NaN marks an utterance without that label)."""
+    return isinstance(label, str) or bool(np.isfinite(label))
+
+
+def _scored(name: str, label) -> bool:
+    """Utterance labels that are scored: no register without voicing, no SNR for clean items."""
+    return _has_label(label) and not (name == "snr" and label >= SNR_CEILING)
 
 
 def evaluate_lobe(probes: MaskProbes, utts) -> dict:
@@ -220,7 +245,7 @@ def evaluate_lobe(probes: MaskProbes, utts) -> dict:
             if name in FRAME_TARGETS:  # scored on every frame (a rate head: its running/window estimate)
                 preds[name].append(y)
                 truth[name].append(u[name])
-            else:
+            elif _scored(name, u[name]):
                 last = y[-1]
                 classes = probes.heads[name]["classes"]
                 preds[name].append([classes[int(np.argmax(last))]] if spec.task == "classify" and classes else [last])
@@ -265,6 +290,8 @@ def main(argv):
         for speed in speeds:  # speed-perturbed copies of the fitting items only
             utts += collect(enhancer, fit_rows, hp, speed)
         torch.save({"key": key, "utts": utts}, cache)
+    for u in utts:  # derived from the F0 labels, also for masks cached before the head existed
+        u["register"] = register_label(u["f0"])
     train = [u for u in utts if u["split"] == "train"]
     test = [u for u in utts if u["split"] == "test"]
     L, _, H = train[0]["gates"].shape

@@ -45,6 +45,7 @@ class EnhancementAnalysis:
     sample_rate: int = 16000
     vad_prob: Optional[Tensor] = None  # B, N
     f0_hz: Optional[Tensor] = None  # B, N frame read-out; use register_hz(): a register, not a pitch track
+    register_track: Optional[Tensor] = None  # B, N running register estimate (Hz) of a register head
     snr_db: Optional[Tensor] = None  # B, N running estimate; last valid frame = utterance
     noise_probs: Optional[Tensor] = None  # B, N, C running class probabilities
     noise_classes: List[str] = field(default_factory=list)
@@ -63,17 +64,24 @@ class EnhancementAnalysis:
         return self.noise_classes[k], float(p[k])
 
     def register_hz(self, i: int = 0, min_frames: int = 10) -> Optional[float]:
-        """The speaker's F0 register of item ``i``: median of the F0 read-out over the frames
-        the VAD probe calls speech (None with fewer than ``min_frames``).
+        """The speaker's F0 register of item ``i``: the median of the F0 read-out over the frames
+        the VAD probe calls speech (None with fewer than ``min_frames``); a model with a
+        ``register`` head and no F0 head gives that head's utterance estimate.
+
+        Measured on the real test split (docs/results_real.md): the median of the jointly
+        trained frame read-out is within 10 % of the reference register for more
+        utterances than a linear register head on the firing rates (36 % vs 22 %).
 
         The masks carry a speaker's pitch level, not a pitch contour (measured: on
         real speech the frame read-out is within 50 cents on few frames), so a
         per-utterance register is what the model can honestly give; use a pitch
         tracker where the contour matters.
         """
-        if self.f0_hz is None or self.vad_prob is None:
-            return None
         n = int(self.frame_mask[i].sum())
+        if self.f0_hz is None or self.vad_prob is None:
+            if self.register_track is not None and n > 0:  # a register head alone: its last-frame estimate
+                return float(self.register_track[i, n - 1])
+            return None
         speech = self.vad_prob[i, :n] > 0.5
         if int(speech.sum()) < min_frames:
             return None
@@ -200,6 +208,7 @@ class DynCPEnhancement(StrictPretrained, Pretrained):
         result.vad_prob = pred.get("vad")
         result.f0_hz = pred.get("f0")
         result.snr_db = pred.get("snr")
+        result.register_track = pred.get("register")
         if "noise" in pred:
             probs = pred["noise"]
             if probs.ndim == 2:  # a binary noise head: P(class 1) -> two columns

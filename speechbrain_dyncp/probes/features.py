@@ -91,6 +91,9 @@ PROBES = {
     "noise": dict(task="classify", level="rate", window=None, reg=100.0, fit_window=62),
     "snr": dict(task="regress", level="rate", window=None, reg=1.0, fit_window=62),
     "f0": dict(task="regress", level="frame", context=0, target="log", voiced_only=True, reg=1.0),
+    # the speaker's F0 register (median voiced F0 of the utterance) from the firing rates:
+    # what the masks carry of pitch, read where they carry it (not frame by frame)
+    "register": dict(task="regress", level="rate", window=None, target="log", reg=1.0, fit_window=62),
 }
 
 
@@ -104,7 +107,7 @@ def get_spec(name: str, **overrides) -> ProbeSpec:
     >>> get_spec("pitch")
     Traceback (most recent call last):
     ...
-    ValueError: Unknown probe 'pitch'; choose from ['f0', 'noise', 'snr', 'vad'].
+    ValueError: Unknown probe 'pitch'; choose from ['f0', 'noise', 'register', 'snr', 'vad'].
     """
     if name not in PROBES:
         raise ValueError(f"Unknown probe {name!r}; choose from {sorted(PROBES)}.")

@@ -108,6 +108,24 @@ def snr_scores(snr_true, snr_pred) -> dict:
     }
 
 
+def register_scores(reg_true, reg_pred) -> dict:
+    """Utterance F0 register: share within 10 % of the reference, median relative error, R² (Hz).
+
+    Example
+    -------
+    >>> register_scores([100.0, 200.0], [105.0, 250.0])["within_10pct"]
+    0.5
+    """
+    t, p = np.asarray(reg_true, float), np.asarray(reg_pred, float)
+    rel = np.abs(p / t - 1)
+    return {
+        "within_10pct": float(np.mean(rel <= 0.10)),
+        "median_rel_error": float(np.median(rel)),
+        "r2": float(r2_score(t, p)) if len(t) > 1 else float("nan"),
+        "n": int(len(t)),
+    }
+
+
 def headline(name: str, scores: dict) -> float:
     """The one number the channel curve plots for head ``name``.
 
@@ -116,7 +134,7 @@ def headline(name: str, scores: dict) -> float:
     >>> headline("snr", {"mae_db": 2.0})
     2.0
     """
-    key = {"vad": "accuracy", "noise": "accuracy", "f0": "r2", "snr": "mae_db"}.get(name)
+    key = {"vad": "accuracy", "noise": "accuracy", "f0": "r2", "snr": "mae_db", "register": "within_10pct"}.get(name)
     if key is None:
         key = "accuracy" if "accuracy" in scores else "r2"
     return float(scores[key])
@@ -136,6 +154,8 @@ def score_head(name: str, task: str, y_true, pred, labels=None) -> dict:
         return f0_scores(y_true, pred)
     if name == "snr":
         return snr_scores(y_true, pred)
+    if name == "register":
+        return register_scores(y_true, pred)
     if task == "classify":
         return class_scores(y_true, pred, labels)
     return {"r2": float(r2_score(y_true, pred)), "mae": float(np.mean(np.abs(np.subtract(pred, y_true))))}
