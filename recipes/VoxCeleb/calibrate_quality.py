@@ -32,7 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechbrain_dyncp.metrics.calibration import QualityCalibrator, cllr, min_cllr, probe_quality
+from speechbrain_dyncp.metrics.calibration import (
+    QualityCalibrator,
+    cllr,
+    min_cllr,
+    model_fingerprint,
+    probe_quality,
+)
 from speechbrain_dyncp.metrics.verification import read_trials, verification_metrics
 
 logger = logging.getLogger(__name__)
@@ -93,7 +99,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
-    from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, load_enhancer
+    from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, bundled_model_dir, load_enhancer
     from speechbrain_dyncp.inference.speaker import load_speaker_model
 
     speaker = load_speaker_model(args.model)
@@ -113,7 +119,8 @@ def main(argv=None):
     qmf = QualityCalibrator(MEASURES).fit(s_dev, y_dev, qe_dev, qt_dev)
     # name the probe model: a later change of the bundled default must not silently feed other probes
     qmf.info.update({"fitted_on": [str(tdir / f"dev_{c}.txt") for c in LISTS[:4]], "quality_model": args.quality_model,
-                     "quality_model_bundled": None if args.quality_model else DEFAULT_ENHANCER})
+                     "quality_model_bundled": None if args.quality_model else DEFAULT_ENHANCER,
+                     "quality_model_sha256": model_fingerprint(args.quality_model or bundled_model_dir())})
     results = {}
     for name, trials in lists.items():
         s, qe, qt = score_list(trials, speaker, cache)

@@ -73,7 +73,7 @@ def calibrated_verdict(folder, model, enrol, test, score: float):
     measures of both files come from the DynCP probes (bundled enhancer unless the file names one)."""
     import math
 
-    from speechbrain_dyncp.metrics.calibration import QualityCalibrator, posterior, probe_quality
+    from speechbrain_dyncp.metrics.calibration import QualityCalibrator, model_fingerprint, posterior, probe_quality
 
     cal = QualityCalibrator.load(folder)
     if cal is None:
@@ -84,11 +84,16 @@ def calibrated_verdict(folder, model, enrol, test, score: float):
 
         # the probes the calibration was fitted with: a bundled model by name, else the folder it names
         bundled = cal.info.get("quality_model_bundled")
-        enh = load_enhancer(str(bundled_model_dir(bundled)) if bundled else cal.info.get("quality_model"))
+        probe_dir = bundled_model_dir(bundled) if bundled else Path(cal.info.get("quality_model"))
+        enh = load_enhancer(str(probe_dir))
+        stale = cal.info.get("quality_model_sha256") not in (None, model_fingerprint(probe_dir))
         q = [[probe_quality(enh.analyze_file(p))[m] for m in cal.measures] for p in (enrol, test)]
     llr = float(cal.llr([score], *([x] for x in q) if cal.measures else ())[0])
     text = (f"score {score:.4f}  calibrated LLR {llr:+.2f} (natural log)  P(same) {float(posterior(llr)):.3f} "
             f"at prior 0.5  {'same speaker' if llr > 0 else 'different speakers'}")
     if cal.measures:
         text += "  [quality " + ", ".join(f"{m} {a:.2f}/{b:.2f}" for m, a, b in zip(cal.measures, *q)) + "]"
+        if stale:  # the probes changed since fitting: their SNR / speech fraction may be on another scale
+            text += (f"\nwarning: the probe model {probe_dir.name} changed since {folder}/calibration.json was "
+                     "fitted; re-run recipes/VoxCeleb/calibrate_quality.py --store (LLRs may be off)")
     return (llr if math.isfinite(llr) else None), text

@@ -225,6 +225,27 @@ def posterior(llr, prior: float = 0.5):
     return 1.0 / (1.0 + np.exp(-(np.asarray(llr, dtype=np.float64) + math.log(prior / (1 - prior)))))
 
 
+def model_fingerprint(folder) -> str:
+    """Short SHA-256 of a model folder's ``*.ckpt`` files (names and bytes): a calibration
+    records the probe model it was fitted with, and a changed model is detected.
+
+    Example
+    -------
+    >>> folder = getfixture("tmp_path")
+    >>> _ = (folder / "probes.ckpt").write_bytes(b"weights")
+    >>> a = model_fingerprint(folder); _ = (folder / "probes.ckpt").write_bytes(b"other")
+    >>> len(a), a == model_fingerprint(folder)
+    (16, False)
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.ckpt")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def probe_quality(analysis, i: int = 0) -> Dict[str, float]:
     """Quality measures of item ``i`` of a DynCP :class:`EnhancementAnalysis`: the SNR probe's
     utterance estimate (dB) and the share of frames the VAD probe calls speech.

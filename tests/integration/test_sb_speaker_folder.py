@@ -205,3 +205,25 @@ def test_cli_verify_prints_calibrated_llr_with_calibration_json(hub_folder, two_
     assert out.returncode == 0, out.stderr
     assert "calibrated LLR" in out.stdout and "P(same)" in out.stdout
     assert ("[quality snr_db" in out.stdout) == bool(measures)
+
+
+def test_cli_verify_warns_when_the_probe_model_changed_since_calibration(hub_folder, two_wavs, tmp_path):
+    import shutil
+
+    from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, bundled_model_dir
+    from speechbrain_dyncp.metrics.calibration import QualityCalibrator, model_fingerprint
+
+    folder = tmp_path / "calibrated"
+    shutil.copytree(hub_folder[0], folder)
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.5
+    q = rng.uniform([0.0, 0.3], [30.0, 1.0], size=(200, 2))
+    cal = QualityCalibrator().fit(np.where(y, 0.7, 0.3) + 0.1 * rng.normal(size=200), y, q, q[::-1])
+    cal.info["quality_model_bundled"] = DEFAULT_ENHANCER
+    for fingerprint, warned in ((model_fingerprint(bundled_model_dir()), False), ("0" * 16, True)):
+        cal.info["quality_model_sha256"] = fingerprint
+        cal.save(folder)
+        out = subprocess.run([sys.executable, "-m", "speechbrain_dyncp.cli", "verify", str(two_wavs[0]),
+                              str(two_wavs[1]), "--model", str(folder)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert ("changed since" in out.stdout) == warned
