@@ -317,7 +317,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", choices=["base", "small"], default="base")
     p.add_argument("--checkpoint", default=None, help="state dict of a trained gated model")
-    p.add_argument("--model", default=None, help="a model folder (e.g. speechbrain_dyncp/pretrained/dyncp_small)")
+    p.add_argument("--model", default=None, help="a model folder (e.g. speechbrain_dyncp/pretrained/dyncp_real_small)")
     p.add_argument("--gate-hidden", type=int, default=None, help="override the gate PW width r")
     p.add_argument("--wav", default=None, help="audio file to enhance (default: seeded noise)")
     p.add_argument("--seconds", type=float, default=8.0)
