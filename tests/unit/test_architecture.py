@@ -76,3 +76,12 @@ def test_modules_stay_small():
     large = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
              if len(p.read_text(encoding="utf-8").splitlines()) > MAX_LINES}
     assert large <= KNOWN_LARGE, f"new modules over {MAX_LINES} lines: {sorted(large - KNOWN_LARGE)}"
+
+
+def test_readme_stays_a_front_door():
+    """The README is for users (under 200 lines); the measurement record lives in docs/."""
+    readme = PACKAGE.parent / "README.md"
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    assert len(lines) < 200, f"README.md has {len(lines)} lines"
+    for link in ("docs/results_real.md", "docs/results_synthetic.md", "recipes/DynCP/README.md"):
+        assert link in readme.read_text(encoding="utf-8") and (PACKAGE.parent / link).is_file(), link
