@@ -323,6 +323,9 @@ def dataio_prep(hparams):
                           level_range=(hparams["level_db_low"], hparams["level_db_high"]))
 
     def read_pair(noisy_wav, clean_wav):
+        if noisy_wav == clean_wav:  # a clean-only manifest (the real corpus, mixed on the fly): one read
+            clean = read_audio(clean_wav, sr)
+            return clean, clean
         noisy, clean = read_audio(noisy_wav, sr), read_audio(clean_wav, sr)
         if noisy.numel() != clean.numel():
             raise ValueError(f"Length mismatch: {noisy_wav} ({noisy.numel()}) vs {clean_wav} ({clean.numel()})")
@@ -339,7 +342,9 @@ def dataio_prep(hparams):
         vad_f0 = labels(row_id, labels_path, clean_wav, clean.numel()) if with_labels else None
         if speeds and random.random() < hparams["speed_prob"]:
             factor = random.choice(speeds)
-            noisy, clean = perturb_speed(noisy, factor), perturb_speed(clean, factor)
+            same = noisy is clean  # one signal read once: perturb it once
+            clean = perturb_speed(clean, factor)
+            noisy = clean if same else perturb_speed(noisy, factor)
             if with_labels:
                 vad_f0 = perturb_speed_labels(*vad_f0, factor, clean.numel(), hop)
         if crop and clean.numel() > crop:

@@ -18,7 +18,6 @@ Authors
  * speechbrain-dyncp contributors
 """
 
-import csv
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -28,19 +27,13 @@ import torch
 
 from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import load_frame_labels, n_frames
+from speechbrain_dyncp.data.manifest import read_csv
 from speechbrain_dyncp.data.mixing import fit_length, reverberate
 
 SR, HOP = 16000, 256
 PEAK = 0.99
 # Held-out conditions: SNR in dB ("clean" = speech alone), each dry and reverberant.
 CONDITIONS = ("clean", 20.0, 10.0, 5.0, 0.0, -5.0)
-
-
-def _read_list(csv_path) -> List[dict]:
-    if not csv_path:
-        return []
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 class RealMixer:
@@ -72,7 +65,8 @@ class RealMixer:
 
     def __init__(self, noise_csv, rir_csv, snr_range=(-5.0, 25.0), clean_prob: float = 0.15,
                  reverb_prob: float = 0.25, pause_range=(0.0, 1.0), level_range=(-42.0, -16.0)):
-        self.noise_rows, self.rir_rows = _read_list(noise_csv), _read_list(rir_csv)
+        self.noise_rows = read_csv(noise_csv) if noise_csv else []
+        self.rir_rows = read_csv(rir_csv) if rir_csv else []
         self.snr_range, self.clean_prob, self.reverb_prob = tuple(snr_range), clean_prob, reverb_prob
         self.pause_range, self.level_range = tuple(pause_range), tuple(level_range)
         self._noises: Optional[list] = None
