@@ -172,6 +172,8 @@ def cmd_enhance(args) -> int:
         return 2
     inputs = {src.resolve() for src, _ in pairs}
     model = load_enhancer(args.model, trust_code=args.trust_model_code)
+    if args.attenuation_limit_db is not None:  # the model folder's own limit otherwise
+        model.enhancer.attenuation_limit_db = None if args.attenuation_limit_db <= 0 else args.attenuation_limit_db
     failed, done, skipped = [], 0, 0
     for src, dst in tqdm(pairs, desc="enhancing", unit="file", disable=args.quiet):
         stem = side_output(dst, "")
@@ -286,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help="enhancer model folder (default: the bundled small model)")
     e.add_argument("--probes", action="store_true", help="write per-frame VAD/F0/SNR CSV and per-file JSON")
     e.add_argument("--plot", action="store_true", help="write a figure per file")
+    e.add_argument("--attenuation-limit-db", type=float, metavar="DB",
+                   help="largest attenuation in dB (default: the model folder's, 20 for the bundled model; "
+                        "0 = no limit, the most noise removed and the most harm to clean speech)")
     e.add_argument("--overwrite", action="store_true", help="redo files whose output exists")
     e.add_argument("--chunk-over", type=float, default=600.0, metavar="SECONDS",
                    help="files longer than this are enhanced in bounded memory, block by block (default 600)")
@@ -311,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", required=True, help="model folder to write")
     x.add_argument("--probes", help="probes checkpoint (.ckpt) from recipes/DynCP/fit_probes.py")
     x.add_argument("--onnx", action="store_true", help="also write ONNX graphs (offline + streaming step)")
+    x.add_argument("--attenuation-limit-db", type=float, metavar="DB",
+                   help="attenuation limit stored in the model folder (DynCPEnhancer.attenuation_limit_db)")
     x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("corpus", help="build the embedded synthetic corpus")

@@ -43,6 +43,7 @@ typedef struct {
     REAL *x, *y, *x0;
     Block *blocks;
     const REAL *WfT, *WbT; /* Wf transposed [F][C], Wb transposed [C][F]: axpy sweeps */
+    REAL floor;            /* mask floor of the attenuation limit (DynCPEnhancer.mask_from_logits) */
 } Net;
 
 static inline REAL dot(const REAL *restrict a, const REAL *restrict b, int n) {
@@ -128,7 +129,8 @@ void dyncp_frame(Net *net, const REAL *feats, REAL *mask) {
     }
     memcpy(mask, net->bb, sizeof(REAL) * F);
     for (int c = 0; c < C; c++) axpy(net->x[c], net->WbT + (long)c * F, mask, F);
-    for (int f = 0; f < F; f++) mask[f] = 1 / (1 + EXP(-mask[f]));
+    REAL lo = net->floor, span = 1 - net->floor;
+    for (int f = 0; f < F; f++) mask[f] = lo + span / (1 + EXP(-mask[f]));
 }
 
 /* Whole frame from its spectrum: spec is [F][2] (re, im), masked in place; feats is F scratch

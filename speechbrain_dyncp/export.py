@@ -171,7 +171,8 @@ def _load_weights(path: Path) -> Dict:
                                f"{type(exc).__name__}: {' '.join(str(exc).split())}") from exc
 
 
-def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, max_key=None) -> Path:
+def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, max_key=None,
+                      attenuation_limit_db=None) -> Path:
     """Turn a ``recipes/DynCP/train.py`` output folder into a model folder.
 
     Arguments
@@ -184,6 +185,9 @@ def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, m
         ``probes.ckpt`` from ``recipes/DynCP/fit_probes.py``.
     min_key, max_key : str, optional
         Checkpoint meta key to select the best checkpoint (default: latest).
+    attenuation_limit_db : float, optional
+        Stored as the enhancer's ``attenuation_limit_db`` (an inference setting,
+        chosen on the validation split: recipes/DynCP/tune_attenuation_limit.py).
 
     Returns
     -------
@@ -197,6 +201,8 @@ def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, m
                                f"{' '.join(str(exc).split())}") from exc
     if tag != ENHANCER_TAG:
         raise ModelFolderError(f"{exp / 'hyperparams.yaml'}: 'enhancer' is {tag}, expected {ENHANCER_TAG}")
+    if attenuation_limit_db is not None:
+        kwargs["attenuation_limit_db"] = float(attenuation_limit_db)
     ckpt = find_checkpoint(exp, min_key=min_key, max_key=max_key)
     state = _load_weights(ckpt / "enhancer.ckpt")
     probes = _load_weights(Path(probes_ckpt)) if probes_ckpt else None
@@ -208,7 +214,8 @@ def export_from_cli(args) -> int:
     """``dyncp export`` entry point."""
     if (Path(args.output) / "hyperparams.yaml").exists():  # before any work, not after reading the run
         raise FileExistsError(f"{args.output} already holds a model; choose a new folder")
-    out = export_experiment(args.experiment, args.output, probes_ckpt=args.probes)
+    out = export_experiment(args.experiment, args.output, probes_ckpt=args.probes,
+                            attenuation_limit_db=getattr(args, "attenuation_limit_db", None))
     print(f"model folder written to {out}")
     if args.onnx:
         from speechbrain_dyncp.onnx_export import export_onnx

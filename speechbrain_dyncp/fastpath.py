@@ -136,7 +136,7 @@ def _structs(real_t):
     class Net(ctypes.Structure):
         _fields_ = [("F", ctypes.c_int), ("C", ctypes.c_int), ("L", ctypes.c_int)] + [
             (n, P) for n in ("Wf", "bf", "Wb", "bb", "x", "y", "x0")] + [("blocks", ctypes.POINTER(Block))] + [
-            (n, P) for n in ("WfT", "WbT")]
+            (n, P) for n in ("WfT", "WbT")] + [("floor", real_t)]
 
     class Fft(ctypes.Structure):
         _fields_ = [("n", ctypes.c_int), ("hop", ctypes.c_int), ("rev", ctypes.POINTER(ctypes.c_int))] + [
@@ -191,6 +191,7 @@ class FastStreamer:
         self.feature, self.compression = model.feature, model.compression
         self.Wf, self.bf = arr(model.front.weight), arr(model.front.bias)
         self.Wb, self.bb = arr(model.back.weight), arr(model.back.bias)
+        self.floor = float(model.mask_floor)  # attenuation limit, read once (see mask_from_logits)
         self.blocks = []
         for p in block_plans(model):
             b = {k: arr(getattr(p, k)) for k in ("w1", "b1", "s1", "t1", "s2", "t2", "w2t")}
@@ -296,7 +297,7 @@ class FastStreamer:
         wt = [self._transposed("WfT", self.Wf), self._transposed("WbT", self.Wb)]
         net = Net(F=self.Wf.shape[1], C=c, L=len(self.blocks), Wf=ptr(self.Wf), bf=ptr(self.bf), Wb=ptr(self.Wb),
                   bb=ptr(self.bb), x=ptr(xs[0]), y=ptr(xs[1]), x0=ptr(xs[2]), blocks=cblocks,
-                  WfT=ptr(wt[0]), WbT=ptr(wt[1]))
+                  WfT=ptr(wt[0]), WbT=ptr(wt[1]), floor=self.floor)
         self._keep += [xs, wt, cblocks, net]
         self._cblocks = cblocks
         fn, fn_spec = lib.dyncp_frame, lib.dyncp_frame_spec
@@ -374,7 +375,7 @@ class FastStreamer:
             x = x + v @ b["w2t"][idx]
             b["pos"] = (pos + 1) % ring
             self._computed += len(u)
-        return 1 / (1 + np.exp(-(self.Wb @ x + self.bb)))
+        return self.floor + (1 - self.floor) / (1 + np.exp(-(self.Wb @ x + self.bb)))
 
     def _frame_c(self, frame: np.ndarray) -> None:
         """:meth:`_frame` with the whole step in C (same arithmetic order of the overlap-add)."""

@@ -90,7 +90,7 @@ class StreamingStep(nn.Module):
                 gates.append(g[..., 0])
             x, _ = streaming._block(plan, st, x, g, skip=False)
             new_state += [st.dw_hist, st.gate_hist]
-        mask = torch.sigmoid(m.back(x[..., 0]))
+        mask = m.mask_from_logits(m.back(x[..., 0]))
         gates_t = torch.stack(gates, 1) if gates else torch.ones(feats.shape[0], tcn.n_gated, tcn.hidden)
         return (mask, gates_t, *new_state)
 

@@ -227,7 +227,7 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
     ctx.macs += macs * n
     if gates:
         ctx.gates.append(torch.stack(gates, 1).transpose(2, 3))
-    mask = torch.sigmoid(torch.matmul(model.back.weight, x) + model.back.bias[:, None])  # B, bins, F
+    mask = model.mask_from_logits(torch.matmul(model.back.weight, x) + model.back.bias[:, None])  # B, bins, F
     return torch.fft.irfft(spec * mask, n=model.n_fft, dim=1) * model.window[:, None]
 
 

@@ -126,6 +126,14 @@ class DynCPEnhancer(nn.Module):
         See :class:`~speechbrain_dyncp.lobes.gated_tcn.GatedTCN`.
     dropout : float
         Dropout in the TCN blocks.
+    attenuation_limit_db : float, optional
+        Largest attenuation the mask may apply, in dB (DeepFilterNet's
+        ``atten_lim_db``): the mask becomes ``floor + (1 - floor) * sigmoid``
+        with ``floor = 10 ** (-limit / 20)``, the same as mixing ``floor`` of the
+        noisy input back into the output. None (default) = no limit. On real
+        speech a 20 dB limit removes most of the harm to clean and high-SNR input
+        at almost no cost at low SNR (docs/results_real.md); every inference path
+        (offline, PyTorch and C streaming, ONNX) applies it.
 
     Example
     -------
@@ -160,6 +168,7 @@ class DynCPEnhancer(nn.Module):
         gate_threshold: float = 0.0,
         gate_init_bias: float = 0.5,
         dropout: float = 0.0,
+        attenuation_limit_db: Optional[float] = None,
     ):
         super().__init__()
         if feature not in FEATURES:
@@ -178,6 +187,20 @@ class DynCPEnhancer(nn.Module):
             dropout=dropout,
         )
         self.back = nn.Linear(channels, self.n_freq)
+        self.attenuation_limit_db = attenuation_limit_db
+
+    @property
+    def mask_floor(self) -> float:
+        """Smallest mask value: ``10 ** (-attenuation_limit_db / 20)``, 0 without a limit."""
+        lim = self.attenuation_limit_db
+        return 0.0 if lim is None else 10.0 ** (-float(lim) / 20.0)
+
+    def mask_from_logits(self, logits: Tensor) -> Tensor:
+        """Mask in ``[floor, 1]`` from the back-end's logits (the one place the activation lives;
+        the C kernel and the NumPy streamer repeat it, see fastpath.py)."""
+        floor = self.mask_floor
+        mask = torch.sigmoid(logits)
+        return mask if floor == 0.0 else floor + (1.0 - floor) * mask
 
     def features(self, spec: Tensor) -> Tensor:
         """Input features ``[B, N, F]`` from the complex STFT ``[B, F, N]``."""
@@ -190,7 +213,7 @@ class DynCPEnhancer(nn.Module):
         """Features ``[B, N, F]`` -> (mask ``[B, N, F]``, gates ``[B, L, N, H]``)."""
         h = torch.relu(self.front(feats))  # B, N, C
         out = self.tcn(h, frame_mask)
-        return torch.sigmoid(self.back(out.out)), out.gates
+        return self.mask_from_logits(self.back(out.out)), out.gates
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor] = None) -> EnhancerOutput:
         """Enhance ``wav`` ``[B, T]``; ``lengths`` relative ``[B]`` (any device).
