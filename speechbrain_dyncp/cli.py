@@ -24,6 +24,8 @@ logger = logging.getLogger("dyncp")
 
 # Model loading lives in the library (inference/loading.py); re-exported for callers of the CLI module.
 from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, bundled_model_dir, load_enhancer  # noqa: E402,F401
+# The --probes files are written per probe head (probes/outputs.py); re-exported for callers of the CLI module.
+from speechbrain_dyncp.probes.outputs import NOISE_MIN_PROB, drop_signal_estimates, write_probe_outputs  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- enhance
@@ -85,45 +87,6 @@ def _output_paths(inputs: List[Path], out_dir: Path, sides=()):
                          f"{' and '.join(map(str, srcs))} have the same output {path}; "
                          "rename one or enhance them into separate -o folders")
     return pairs
-
-
-NOISE_MIN_PROB = 0.5  # an unfamiliar noise spreads its probability: say "unknown", not a guess
-
-
-def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:
-    """``<stem>.probes.csv`` (per frame) and ``<stem>.json`` (per file) of one analysed item."""
-    import csv
-
-    n = int(analysis.frame_mask[item].sum())
-    # no per-frame F0 column: the masks give a speaker's register, not a pitch track (f0_register_hz below)
-    cols = {"vad_prob": analysis.vad_prob, "snr_db": analysis.snr_db,
-            "active_ratio": analysis.active_ratio}  # compute per frame (efficiency.frame_active_ratio)
-    cols = {k: v[item, :n].tolist() for k, v in cols.items() if v is not None}
-    with open(f"{stem}.probes.csv", "w", newline="") as fh:  # stem "a.flac": not with_suffix
-        w = csv.writer(fh)
-        w.writerow(["frame", "time_s", *cols])
-        for t in range(n):
-            w.writerow([t, f"{t * analysis.hop_length / analysis.sample_rate:.3f}",
-                        *(f"{cols[k][t]:.4f}" for k in cols)])
-    summary = {
-        "frames": n,
-        "hop_length": analysis.hop_length,
-        "realised_channel_ratio": analysis.realised_ratio[item],
-        "macs_saved_pct": analysis.macs_saved_pct[item],
-    }
-    noise = analysis.noise_class(item)
-    if noise is not None:  # below NOISE_MIN_PROB the best class is reported but not claimed
-        summary["noise_class"] = noise[0] if noise[1] >= NOISE_MIN_PROB else "unknown"
-        summary["noise_best"], summary["noise_prob"] = noise
-    if analysis.snr_db is not None:
-        summary["snr_db"] = analysis.utterance_snr(item)
-    if analysis.vad_prob is not None:
-        summary["speech_fraction"] = float((analysis.vad_prob[item, :n] > 0.5).float().mean())
-    if analysis.f0_hz is not None:  # median F0 over speech frames; None when too little speech
-        summary["f0_register_hz"] = analysis.register_hz(item)
-    if analysis.dynamism:  # efficiency.dynamism; speech frames = the VAD probe's decisions
-        summary.update(analysis.dynamism[item])
-    Path(f"{stem}.json").write_text(json.dumps(summary, indent=2))
 
 
 SILENCE_PEAK = 2.0 ** -15  # below one 16-bit step: digital silence
@@ -205,7 +168,7 @@ def cmd_enhance(args) -> int:
                                  f"short for --plot (at least {PLOT_MIN_SAMPLES} samples); rerun without --plot")
             analysis = model.analyze_batch(wav.unsqueeze(0)) if (args.probes or args.plot) else None
             if analysis is not None and "silence" in warnings:  # estimates of nothing: not reported
-                analysis.snr_db = analysis.noise_probs = None
+                drop_signal_estimates(analysis)
             enhanced = analysis.wav[0] if analysis is not None else model.enhance_batch(wav.unsqueeze(0))[0]
             dst.parent.mkdir(parents=True, exist_ok=True)
             if args.probes:
@@ -286,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (input trees are mirrored; a.wav -> a.wav, other formats keep their "
                         "extension: a.flac -> a.flac.wav; an output never replaces an input)")
     e.add_argument("--model", help="enhancer model folder (default: the bundled small model)")
-    e.add_argument("--probes", action="store_true", help="write per-frame VAD/F0/SNR CSV and per-file JSON")
+    e.add_argument("--probes", action="store_true", help="write the probe heads' per-frame CSV and per-file JSON")
     e.add_argument("--plot", action="store_true", help="write a figure per file")
     e.add_argument("--attenuation-limit-db", type=float, metavar="DB",
                    help="largest attenuation in dB (default: the model folder's, 20 for the bundled model; "

@@ -11,6 +11,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from speechbrain_dyncp.probes.heads import head, ordered
+
 
 def _spectrogram_db(wav: torch.Tensor, n_fft: int = 512, hop: int = 256) -> np.ndarray:
     spec = torch.stft(wav.float().cpu(), n_fft, hop, window=torch.hann_window(n_fft), return_complex=True)
@@ -40,6 +42,27 @@ def _compute_panel(ax, t, gates, analysis, item, ref_vad) -> None:
     ax.legend(loc="upper right", fontsize=7, ncol=2)
 
 
+def _probe_panel(ax, t, h, analysis, item, ref) -> None:
+    """One head's per-frame output (with its reference where given): probabilities as a curve
+    over the shaded reference, speech-only heads (F0) as dots on the VAD probe's speech frames."""
+    n = len(t)
+    y = analysis.outputs[h.name][item, :n].cpu().numpy().astype(float)
+    label = f"{h.display or h.name} (probe)"
+    if h.speech_only and analysis.vad_prob is not None:
+        y[analysis.vad_prob[item, :n].cpu().numpy() < 0.5] = np.nan
+    ax.plot(t, y, *(".",) * h.speech_only, **({"ms": 2} if h.speech_only else {}), label=label)
+    if ref is not None and h.unit == "probability":
+        ax.fill_between(t, 0, np.asarray(ref[:n]), color="tab:gray", alpha=0.3, step="mid", label="reference")
+    elif ref is not None:
+        ref = np.asarray(ref[:n], dtype=float).copy()
+        ref[ref <= 0] = np.nan
+        ax.plot(t, ref, ".", ms=2, color="k", label="reference")
+    if h.unit == "probability":
+        ax.set_ylim(-0.05, 1.05)
+    ax.set_ylabel(f"{h.display or h.name} {'' if h.unit == 'probability' else h.unit}".strip())
+    ax.legend(loc="upper right", fontsize=7)
+
+
 def plot_analysis(
     path,
     noisy: torch.Tensor,
@@ -57,8 +80,9 @@ def plot_analysis(
     instantaneous active ratio; the compute per frame (active fraction of all
     gated channels, :func:`~speechbrain_dyncp.efficiency.frame_active_ratio`)
     over the speech frames (reference VAD, else the VAD probe), so pauses that
-    cost less show as dips; VAD probability, F0 and running SNR estimates
-    (with references where given).
+    cost less show as dips; one panel per probe head with a per-frame output
+    (``probes/heads.py``: VAD probability, F0, running SNR, ...; with
+    references where given).
 
     Arguments
     ---------
@@ -92,7 +116,9 @@ def plot_analysis(
     gates = analysis.gates[item, :, :n].cpu().numpy()  # L, N, H
     n_blocks = gates.shape[0]
     spec_rows = 3 if clean is not None else 2
-    probe_rows = sum(x is not None for x in (analysis.vad_prob, analysis.f0_hz, analysis.snr_db))
+    refs = {"vad": ref_vad, "f0": ref_f0}
+    panels_of = [k for k in ordered(analysis.outputs) if analysis.outputs[k].ndim == 2 and head(k).display != ""]
+    probe_rows = len(panels_of)
     heights = [2] * spec_rows + [1] * n_blocks + [1.5] + [1.3] * probe_rows
     fig, axes = plt.subplots(len(heights), 1, figsize=(11, 0.9 * sum(heights) + 1), sharex=True,
                              gridspec_kw={"height_ratios": heights})
@@ -123,43 +149,19 @@ def plot_analysis(
     row = spec_rows + n_blocks
     _compute_panel(axes[row], t, gates, analysis, item, ref_vad)
     row += 1
-    if analysis.vad_prob is not None:
-        ax = axes[row]
-        ax.plot(t, analysis.vad_prob[item, :n].cpu().numpy(), label="VAD prob (probe)")
-        if ref_vad is not None:
-            ax.fill_between(t, 0, np.asarray(ref_vad[:n]), color="tab:gray", alpha=0.3, step="mid", label="reference")
-        ax.set_ylim(-0.05, 1.05)
-        ax.set_ylabel("VAD")
-        ax.legend(loc="upper right", fontsize=7)
-        row += 1
-    if analysis.f0_hz is not None:
-        ax = axes[row]
-        f0 = analysis.f0_hz[item, :n].cpu().numpy().copy()
-        if analysis.vad_prob is not None:
-            f0[analysis.vad_prob[item, :n].cpu().numpy() < 0.5] = np.nan
-        ax.plot(t, f0, ".", ms=2, label="F0 (probe)")
-        if ref_f0 is not None:
-            ref = np.asarray(ref_f0[:n], dtype=float).copy()
-            ref[ref <= 0] = np.nan
-            ax.plot(t, ref, ".", ms=2, color="k", label="reference")
-        ax.set_ylabel("F0 Hz")
-        ax.legend(loc="upper right", fontsize=7)
-        row += 1
-    if analysis.snr_db is not None:
-        ax = axes[row]
-        ax.plot(t, analysis.snr_db[item, :n].cpu().numpy(), label="running SNR (probe)")
-        ax.set_ylabel("SNR dB")
-        row += 1
+    for name, ax in zip(panels_of, axes[row:]):
+        _probe_panel(ax, t, head(name), analysis, item, refs.get(name))
     axes[-1].set_xlabel("time (s)")
-    noise = analysis.noise_class(item)
-    head = f"{title}  " if title else ""
-    head += f"channels used {100 * analysis.realised_ratio[item]:.1f}%  MACs saved {analysis.macs_saved_pct[item]:.1f}%"
-    if noise is not None:
-        head += f"  noise: {noise[0]} (p={noise[1]:.2f})"
-    snr = analysis.utterance_snr(item)
-    if snr is not None:
-        head += f"  SNR est. {snr:.1f} dB"
-    fig.suptitle(head, fontsize=9)
+    top = f"{title}  " if title else ""
+    top += f"channels used {100 * analysis.realised_ratio[item]:.1f}%  MACs saved {analysis.macs_saved_pct[item]:.1f}%"
+    for name in ordered(analysis.outputs):  # utterance read-outs: class heads, then rate heads with a panel
+        h = head(name)
+        if name in analysis.classes:
+            best, prob = analysis.top_class(name, item)
+            top += f"  {name}: {best} (p={prob:.2f})"
+        elif h.probe.get("level") == "rate" and h.display != "":
+            top += f"  {h.display or name} est. {analysis.utterance_value(name, item):.1f} {h.unit}".rstrip()
+    fig.suptitle(top, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

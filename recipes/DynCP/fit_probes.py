@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Recipe: linear probes on a DynCP enhancer's gate masks (VAD, noise class, SNR, F0).
+"""Recipe: linear probes on a DynCP enhancer's gate masks (VAD, noise class, SNR, F0, ...).
+
+Every head under ``heads:`` in the YAML is a registered head of
+:mod:`speechbrain_dyncp.probes.heads` (its label, fit, metric) with the YAML's
+overrides of its probe spec.
 
 Runs the enhancer over a dataset, collects the binary gates ``[L, N, H]`` of
 every utterance with its labels, fits one scikit-learn probe per head on the
@@ -42,18 +46,12 @@ from speechbrain_dyncp.data.labels import item_frame_labels, n_frames
 from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, speed_rates
 from speechbrain_dyncp.efficiency import macs_per_frame
 from speechbrain_dyncp.lobes.probes import MaskProbes
-from speechbrain_dyncp.probes.features import ProbeSpec, spec_features
+from speechbrain_dyncp.probes.features import ProbeSpec, get_spec, spec_features
 from speechbrain_dyncp.probes.fit import channel_curve, fit_probe, speaker_split
-from speechbrain_dyncp.probes.metrics import score_head
+from speechbrain_dyncp.probes.heads import HEADS, SNR_CEILING, has_label, head, score_head
 from speechbrain_dyncp.probes.plots import plot_channel_curves, plot_timeline, plot_weight_maps
 
 logger = logging.getLogger(__name__)
-# Heads whose labels are per frame (the others have one label per utterance).
-FRAME_TARGETS = ("vad", "f0")
-# SNR label of speech without noise (the real corpus' clean items, snr = inf): the
-# SNR head reads "this clean or cleaner"; its MAE is reported over noisy items.
-SNR_CEILING = 30.0
-MIN_VOICED = 10  # voiced frames an utterance needs to have a register label
 
 
 def prepare_rows(hp) -> list:
@@ -189,49 +187,28 @@ def collect(enhancer, rows, hp, speed: float = 1.0) -> list:
     return utts
 
 
-def register_label(f0: np.ndarray) -> float:
-    """The register head's label: median voiced F0 (Hz); NaN with fewer than MIN_VOICED voiced frames.
-
-    Example
-    -------
-    >>> register_label(np.array([0.0] * 5 + [100.0] * 6 + [130.0] * 5)), register_label(np.zeros(20))
-    (100.0, nan)
-    """
-    voiced = f0[f0 > 0]
-    return float(np.median(voiced)) if len(voiced) >= MIN_VOICED else float("nan")
-
-
 def head_rows(spec: ProbeSpec, utts, cap, rng, fitting: bool = False):
     """Features and labels of ``spec`` over ``utts`` (at most ``cap`` rows, spread over utterances)."""
     quota = None if cap is None else max(1, int(np.ceil(cap / max(1, len(utts)))))
-    Xs, ys = [], []
+    h, Xs, ys = head(spec.name), [], []
     for u in utts:
         X, idx = spec_features(spec, torch.from_numpy(u["gates"]).unsqueeze(0), fitting=fitting)
-        if spec.name in FRAME_TARGETS:  # label of the row's (last) frame, whatever the feature level
-            y = u[spec.name][idx[:, 1].numpy()]
+        label = h.label_of(u)
+        if h.frame_label:  # label of the row's (last) frame, whatever the feature level
+            y = np.asarray(label)[idx[:, 1].numpy()]
             if spec.voiced_only:
                 keep = y > 0
                 X, y = X[torch.from_numpy(keep)], y[keep]
         else:
-            if not _has_label(u[spec.name]):  # e.g. no register without voicing
+            if not has_label(label):  # e.g. no register without voicing
                 continue
-            y = np.array([u[spec.name]] * len(X))
+            y = np.array([label] * len(X))
         if quota is not None and len(X) > quota:
             sel = np.sort(rng.choice(len(X), quota, replace=False))
             X, y = X[torch.from_numpy(sel)], y[sel]
         Xs.append(X.numpy().astype(np.float32))
         ys.append(y)
     return np.concatenate(Xs), np.concatenate(ys)
-
-
-def _has_label(label) -> bool:
-    """A class name, or a finite number (NaN marks an utterance without that label)."""
-    return isinstance(label, str) or bool(np.isfinite(label))
-
-
-def _scored(name: str, label) -> bool:
-    """Utterance labels that are scored: no register without voicing, no SNR for clean items."""
-    return _has_label(label) and not (name == "snr" and label >= SNR_CEILING)
 
 
 def evaluate_lobe(probes: MaskProbes, utts) -> dict:
@@ -241,15 +218,16 @@ def evaluate_lobe(probes: MaskProbes, utts) -> dict:
     for u in utts:
         out = probes(torch.from_numpy(u["gates"]).float().unsqueeze(0))
         for name in probes.heads:
-            spec, y = probes.spec(name), out[name][0].numpy()
-            if name in FRAME_TARGETS:  # scored on every frame (a rate head: its running/window estimate)
+            spec, y, h = probes.spec(name), out[name][0].numpy(), head(name)
+            label = h.label_of(u)
+            if h.frame_label:  # scored on every frame (a rate head: its running/window estimate)
                 preds[name].append(y)
-                truth[name].append(u[name])
-            elif _scored(name, u[name]):
+                truth[name].append(label)
+            elif h.is_scored(label):
                 last = y[-1]
                 classes = probes.heads[name]["classes"]
                 preds[name].append([classes[int(np.argmax(last))]] if spec.task == "classify" and classes else [last])
-                truth[name].append([u[name]])
+                truth[name].append([label])
     scores = {}
     for name in probes.heads:
         spec = probes.spec(name)
@@ -290,8 +268,6 @@ def main(argv):
         for speed in speeds:  # speed-perturbed copies of the fitting items only
             utts += collect(enhancer, fit_rows, hp, speed)
         torch.save({"key": key, "utts": utts}, cache)
-    for u in utts:  # derived from the F0 labels, also for masks cached before the head existed
-        u["register"] = register_label(u["f0"])
     train = [u for u in utts if u["split"] == "train"]
     test = [u for u in utts if u["split"] == "test"]
     L, _, H = train[0]["gates"].shape
@@ -299,8 +275,8 @@ def main(argv):
                 len({u["spk"] for u in train}), len(test), len({u["spk"] for u in test}))
 
     fitted, curves, info = {}, {}, {}
-    for name, cfg in hp["heads"].items():
-        spec = ProbeSpec(name=name, **cfg)
+    for name, cfg in hp["heads"].items():  # registered heads (probes/heads.py) with the YAML's overrides
+        spec = get_spec(name, **(cfg or {})) if name in HEADS else ProbeSpec(name=name, **(cfg or {}))
         Xtr, ytr = head_rows(spec, train, hp["max_train_samples"], rng, fitting=True)
         Xte, yte = head_rows(spec, test, hp["max_train_samples"], rng)
         if spec.task == "classify":  # classes unseen in training cannot be predicted: report them
@@ -341,7 +317,7 @@ def main(argv):
     for u in test[: hp["n_timeline_plots"]]:
         out = probes(torch.from_numpy(u["gates"]).float().unsqueeze(0))
         plot_timeline(u["id"], {k: v[0].numpy() for k, v in out.items()}, u,
-                      probes.heads.get("noise", {}).get("classes", []), out_dir / f"timeline_{u['id']}.png")
+                      {k: cfg["classes"] for k, cfg in probes.heads.items()}, out_dir / f"timeline_{u['id']}.png")
     logger.info("Probe report: %s", out_dir / "report.md")
     print((out_dir / "report.md").read_text())
 

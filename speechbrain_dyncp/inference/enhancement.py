@@ -25,6 +25,7 @@ from torch import Tensor
 from speechbrain_dyncp.data.audio import AudioError, read_audio, write_audio
 from speechbrain_dyncp.inference.strict import StrictPretrained
 from speechbrain_dyncp.efficiency import dynamism, frame_active_ratio, macs_per_frame
+from speechbrain_dyncp.probes.heads import HEADS, head
 
 
 @dataclass
@@ -33,7 +34,13 @@ class EnhancementAnalysis:
 
     Per-frame tensors are ``[B, N]`` on the enhancer's frame grid (hop
     ``hop_length`` samples, frame t centred on sample ``t * hop_length``) and
-    zero on padded frames; ``frame_mask`` marks the valid ones.
+    zero on padded frames; ``frame_mask`` marks the valid ones. The probe heads'
+    outputs are in ``outputs`` (head name -> ``[B, N]`` or ``[B, N, C]`` class
+    probabilities) and read as attributes named after each head's output
+    (``probes/heads.py``): ``vad_prob``, ``f0_hz`` (a frame read-out; use
+    :meth:`register_hz`: a register, not a pitch track), ``snr_db`` and
+    ``register_track`` (running estimates; last valid frame = utterance),
+    ``noise_probs``; None where the model has no such head.
     """
 
     wav: Tensor  # B, T enhanced waveform
@@ -43,25 +50,55 @@ class EnhancementAnalysis:
     macs_saved_pct: List[float]  # per item, gates' own cost included
     hop_length: int = 256
     sample_rate: int = 16000
-    vad_prob: Optional[Tensor] = None  # B, N
-    f0_hz: Optional[Tensor] = None  # B, N frame read-out; use register_hz(): a register, not a pitch track
-    register_track: Optional[Tensor] = None  # B, N running register estimate (Hz) of a register head
-    snr_db: Optional[Tensor] = None  # B, N running estimate; last valid frame = utterance
-    noise_probs: Optional[Tensor] = None  # B, N, C running class probabilities
-    noise_classes: List[str] = field(default_factory=list)
+    outputs: Dict[str, Tensor] = field(default_factory=dict)  # head name -> per-frame output
+    classes: Dict[str, List[str]] = field(default_factory=dict)  # class head name -> class labels
     active_ratio: Optional[Tensor] = None  # B, N active fraction of the gated channels per frame
     # per item: efficiency.dynamism() without its per-frame tensor (that is active_ratio);
     # speech vs non-speech split by the VAD probe (vad_prob > 0.5) when the model has one
     dynamism: List[dict] = field(default_factory=list)
 
+    @staticmethod
+    def _head_of(attr: str) -> Optional[str]:
+        """The head whose output is named ``attr`` (``vad_prob`` -> ``vad``), or None."""
+        return next((h.name for h in HEADS.values() if h.key == attr), None)
+
+    def __getattr__(self, attr):
+        name = self._head_of(attr) if not attr.startswith("_") and attr not in ("outputs", "classes") else None
+        if name is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+        return self.outputs.get(name)
+
+    def __setattr__(self, attr, value):
+        name = self._head_of(attr)
+        if name is None:
+            return super().__setattr__(attr, value)
+        if value is None:
+            self.outputs.pop(name, None)
+        else:
+            self.outputs[name] = value
+
+    @property
+    def noise_classes(self) -> List[str]:
+        """Class labels of the noise head (empty without one)."""
+        return self.classes.get("noise", [])
+
+    def top_class(self, name: str, i: int = 0):
+        """(label, probability) of class head ``name`` for item ``i`` at its last valid frame, or None."""
+        if name not in self.outputs:
+            return None
+        p = self.outputs[name][i, int(self.frame_mask[i].sum()) - 1]
+        k = int(p.argmax())
+        return self.classes[name][k], float(p[k])
+
     def noise_class(self, i: int = 0):
         """(label, probability) of item ``i`` at its last valid frame, or None."""
-        if self.noise_probs is None:
+        return self.top_class("noise", i)
+
+    def utterance_value(self, name: str, i: int = 0) -> Optional[float]:
+        """Head ``name``'s estimate of item ``i`` from all its frames (its last valid frame), or None."""
+        if name not in self.outputs:
             return None
-        last = int(self.frame_mask[i].sum()) - 1
-        p = self.noise_probs[i, last]
-        k = int(p.argmax())
-        return self.noise_classes[k], float(p[k])
+        return float(self.outputs[name][i, int(self.frame_mask[i].sum()) - 1])
 
     def register_hz(self, i: int = 0, min_frames: int = 10) -> Optional[float]:
         """The speaker's F0 register of item ``i``: the median of the F0 read-out over the frames
@@ -78,20 +115,16 @@ class EnhancementAnalysis:
         tracker where the contour matters.
         """
         n = int(self.frame_mask[i].sum())
-        if self.f0_hz is None or self.vad_prob is None:
-            if self.register_track is not None and n > 0:  # a register head alone: its last-frame estimate
-                return float(self.register_track[i, n - 1])
-            return None
-        speech = self.vad_prob[i, :n] > 0.5
+        if "f0" not in self.outputs or "vad" not in self.outputs:
+            return self.utterance_value("register", i) if n > 0 else None  # a register head alone, or None
+        speech = self.outputs["vad"][i, :n] > 0.5
         if int(speech.sum()) < min_frames:
             return None
-        return float(self.f0_hz[i, :n][speech].median())
+        return float(self.outputs["f0"][i, :n][speech].median())
 
     def utterance_snr(self, i: int = 0) -> Optional[float]:
         """SNR estimate (dB) of item ``i`` from all its frames, or None."""
-        if self.snr_db is None:
-            return None
-        return float(self.snr_db[i, int(self.frame_mask[i].sum()) - 1])
+        return self.utterance_value("snr", i)
 
 
 class DynCPEnhancement(StrictPretrained, Pretrained):
@@ -205,16 +238,12 @@ class DynCPEnhancement(StrictPretrained, Pretrained):
         return result
 
     def _fill_probes(self, result: EnhancementAnalysis, pred: Dict[str, Tensor]):
-        result.vad_prob = pred.get("vad")
-        result.f0_hz = pred.get("f0")
-        result.snr_db = pred.get("snr")
-        result.register_track = pred.get("register")
-        if "noise" in pred:
-            probs = pred["noise"]
-            if probs.ndim == 2:  # a binary noise head: P(class 1) -> two columns
-                probs = torch.stack([1 - probs, probs], dim=-1)
-            result.noise_probs = probs
-            result.noise_classes = [str(c) for c in self.probes.heads["noise"]["classes"]]
+        for name, y in pred.items():  # every head of the model (probes/heads.py: what each means)
+            if head(name).unit == "class" or y.ndim == 3:  # class probabilities [B, N, C]
+                if y.ndim == 2:  # a binary class head: P(class 1) -> two columns
+                    y = torch.stack([1 - y, y], dim=-1)
+                result.classes[name] = [str(c) for c in self.probes.heads[name]["classes"]]
+            result.outputs[name] = y
 
     def analyze_file(self, filename) -> EnhancementAnalysis:
         """:meth:`analyze_batch` on one file (resampled / downmixed as needed)."""

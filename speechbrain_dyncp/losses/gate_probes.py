@@ -29,7 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-HEADS = ("vad", "f0")
+from speechbrain_dyncp.probes.heads import HEADS
+
+
+def frame_heads() -> tuple:
+    """Registered heads with a label per frame: the heads this loss can train (``probes/heads.py``)."""
+    return tuple(n for n, h in HEADS.items() if h.frame_label and h.probe.get("level", "frame") == "frame")
 
 
 class GateProbeLossOutput(NamedTuple):
@@ -40,17 +45,22 @@ class GateProbeLossOutput(NamedTuple):
 
 
 class GateProbeLoss(nn.Module):
-    """Jointly trained linear VAD / F0 heads on the binary gate masks.
+    """Jointly trained linear frame heads (VAD, F0, ...) on the binary gate masks.
+
+    Each head's loss follows its registered probe spec: a ``classify`` head is
+    scored with binary cross-entropy, a ``regress`` head with the squared error
+    (of ``log2(y / f0_ref)`` for a ``log`` target); ``voiced_only`` heads count
+    only frames with a positive label.
 
     Arguments
     ---------
     n_gates : int
         ``L * H``: gated blocks times gated channels per block.
     weights : dict
-        Loss weight per head (keys from ``("vad", "f0")``); a head with weight 0
+        Loss weight per head (keys from :func:`frame_heads`); a head with weight 0
         or absent is not built.
     f0_ref : float
-        Reference frequency (Hz) of the log2 F0 target.
+        Reference (Hz for F0) of the log2 target of ``log`` heads.
 
     Example
     -------
@@ -66,9 +76,9 @@ class GateProbeLoss(nn.Module):
     def __init__(self, n_gates: int, weights: Optional[dict] = None, f0_ref: float = 150.0):
         super().__init__()
         weights = {"vad": 1.0, "f0": 1.0} if weights is None else dict(weights)
-        unknown = set(weights) - set(HEADS)
+        unknown = set(weights) - set(frame_heads())
         if unknown:
-            raise ValueError(f"Unknown gate-probe heads {sorted(unknown)}; choose from {HEADS}.")
+            raise ValueError(f"Unknown gate-probe heads {sorted(unknown)}; choose from {frame_heads()}.")
         self.weights = {k: float(v) for k, v in weights.items() if float(v) > 0}
         self.f0_ref = float(f0_ref)
         self.heads = nn.ModuleDict({k: nn.Linear(n_gates, 1) for k in self.weights})
@@ -79,7 +89,8 @@ class GateProbeLoss(nn.Module):
         x = gates.permute(0, 2, 1, 3).reshape(B, N, L * H)  # frame t: blocks then channels
         return {k: head(x).squeeze(-1) for k, head in self.heads.items()}
 
-    def forward(self, gates: Tensor, frame_mask: Tensor, vad: Tensor, f0: Tensor) -> GateProbeLossOutput:
+    def forward(self, gates: Tensor, frame_mask: Tensor, vad: Optional[Tensor] = None, f0: Optional[Tensor] = None,
+                **labels: Tensor) -> GateProbeLossOutput:
         """Weighted head losses.
 
         Arguments
@@ -88,25 +99,26 @@ class GateProbeLoss(nn.Module):
             ``[B, L, N, H]`` binary gates (with a substitute gradient).
         frame_mask : torch.Tensor
             ``[B, N]`` bool, True on valid frames.
-        vad : torch.Tensor
-            ``[B, N]`` frame labels in {0, 1} (padding: any value).
-        f0 : torch.Tensor
-            ``[B, N]`` Hz, 0 where unvoiced.
+        vad, f0, **labels : torch.Tensor
+            ``[B, N]`` frame labels per head (VAD in {0, 1}; F0 in Hz, 0 where unvoiced).
 
         Returns
         -------
         GateProbeLossOutput
         """
+        labels = {"vad": vad, "f0": f0, **labels}
         pred = self.predict(gates)
         valid = frame_mask.to(gates.dtype)
         loss, terms = gates.new_zeros(()), {}
-        if "vad" in pred:
-            bce = F.binary_cross_entropy_with_logits(pred["vad"], vad.to(gates.dtype), reduction="none")
-            terms["vad"] = (bce * valid).sum() / valid.sum().clamp(min=1)
-        if "f0" in pred:
-            voiced = valid * (f0 > 0).to(gates.dtype)
-            target = torch.log2(f0.clamp(min=1.0) / self.f0_ref)
-            terms["f0"] = ((pred["f0"] - target) ** 2 * voiced).sum() / voiced.sum().clamp(min=1)
+        for name in [n for n in HEADS if n in pred]:  # registry order: the same sum for any weights order
+            z, spec, y = pred[name], HEADS[name].probe, labels[name]
+            mask = valid * (y > 0).to(gates.dtype) if spec.get("voiced_only") else valid
+            if spec.get("task") == "classify":
+                err = F.binary_cross_entropy_with_logits(z, y.to(gates.dtype), reduction="none")
+            else:
+                target = torch.log2(y.clamp(min=1.0) / self.f0_ref) if spec.get("target") == "log" else y.to(gates.dtype)
+                err = (z - target) ** 2
+            terms[name] = (err * mask).sum() / mask.sum().clamp(min=1)
         for k, v in terms.items():
             loss = loss + self.weights[k] * v
         return GateProbeLossOutput(loss, {k: float(v.detach()) for k, v in terms.items()})

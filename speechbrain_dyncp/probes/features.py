@@ -1,4 +1,4 @@
-"""Probe features from DynCP gate masks, and the probe registry.
+"""Probe features from DynCP gate masks, and the spec of one probe fit.
 
 Two feature families, both linear in the binary gates, so every probe stays a
 weighted sum of active channels (the point of the probing paper):
@@ -84,21 +84,8 @@ class ProbeSpec:
         return asdict(self)
 
 
-# Registry of the default heads (E5). Rates use the whole utterance by default;
-# set window (e.g. 125 frames = 2 s) for a sliding-window streaming estimate.
-PROBES = {
-    "vad": dict(task="classify", level="frame", context=0, reg=0.1),
-    "noise": dict(task="classify", level="rate", window=None, reg=100.0, fit_window=62),
-    "snr": dict(task="regress", level="rate", window=None, reg=1.0, fit_window=62),
-    "f0": dict(task="regress", level="frame", context=0, target="log", voiced_only=True, reg=1.0),
-    # the speaker's F0 register (median voiced F0 of the utterance) from the firing rates:
-    # what the masks carry of pitch, read where they carry it (not frame by frame)
-    "register": dict(task="regress", level="rate", window=None, target="log", reg=1.0, fit_window=62),
-}
-
-
 def get_spec(name: str, **overrides) -> ProbeSpec:
-    """The registry spec of ``name`` with ``overrides`` applied.
+    """The :class:`ProbeSpec` of registered head ``name`` (``heads.HEADS``) with ``overrides`` applied.
 
     Example
     -------
@@ -109,9 +96,11 @@ def get_spec(name: str, **overrides) -> ProbeSpec:
     ...
     ValueError: Unknown probe 'pitch'; choose from ['f0', 'noise', 'register', 'snr', 'vad'].
     """
-    if name not in PROBES:
-        raise ValueError(f"Unknown probe {name!r}; choose from {sorted(PROBES)}.")
-    return ProbeSpec(name=name, **{**PROBES[name], **overrides})
+    from speechbrain_dyncp.probes.heads import HEADS  # heads.py holds the registry (imports no features)
+
+    if name not in HEADS:
+        raise ValueError(f"Unknown probe {name!r}; choose from {sorted(HEADS)}.")
+    return ProbeSpec(name=name, **{**HEADS[name].probe, **overrides})
 
 
 def _check(gates: torch.Tensor, frame_mask: Optional[torch.Tensor]) -> torch.Tensor:

@@ -23,7 +23,7 @@ from sklearn.feature_selection import f_classif, f_regression
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from speechbrain_dyncp.probes.features import ProbeSpec
-from speechbrain_dyncp.probes.metrics import headline, score_head
+from speechbrain_dyncp.probes.heads import headline, score_head
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Scores for mask probes: VAD, noise class, F0 and SNR.
+"""Scores for mask probes: VAD, noise class, F0, SNR and register (which head uses which: ``heads.py``).
 
 Authors
  * speechbrain-dyncp contributors
@@ -8,6 +8,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, r2_score, roc_auc_score
+
+
+def _r2(t, p) -> float:
+    """R² (NaN with fewer than two values)."""
+    return float(r2_score(t, p)) if len(t) > 1 else float("nan")
 
 
 def cents(f_est, f_ref) -> np.ndarray:
@@ -82,8 +87,8 @@ def f0_scores(f_true, f_pred) -> dict:
     t, p = f_true[voiced], f_pred[voiced]
     c = cents(p, t)
     return {
-        "r2": float(r2_score(t, p)) if len(t) > 1 else float("nan"),
-        "r2_log": float(r2_score(np.log(t), np.log(p))) if len(t) > 1 else float("nan"),
+        "r2": _r2(t, p),
+        "r2_log": _r2(np.log(t), np.log(p)),
         "rmse_hz": float(np.sqrt(np.mean((p - t) ** 2))),
         "rmse_cents": float(np.sqrt(np.mean(c**2))),
         "rpa_50c": float(np.mean(np.abs(c) <= 50)),
@@ -100,12 +105,8 @@ def snr_scores(snr_true, snr_pred) -> dict:
     1.5
     """
     t, p = np.asarray(snr_true, float), np.asarray(snr_pred, float)
-    return {
-        "mae_db": float(np.mean(np.abs(p - t))),
-        "rmse_db": float(np.sqrt(np.mean((p - t) ** 2))),
-        "r2": float(r2_score(t, p)) if len(t) > 1 else float("nan"),
-        "n": int(len(t)),
-    }
+    err = p - t
+    return {"mae_db": float(np.mean(np.abs(err))), "rmse_db": float(np.sqrt(np.mean(err**2))), "r2": _r2(t, p), "n": len(t)}
 
 
 def register_scores(reg_true, reg_pred) -> dict:
@@ -118,44 +119,16 @@ def register_scores(reg_true, reg_pred) -> dict:
     """
     t, p = np.asarray(reg_true, float), np.asarray(reg_pred, float)
     rel = np.abs(p / t - 1)
-    return {
-        "within_10pct": float(np.mean(rel <= 0.10)),
-        "median_rel_error": float(np.median(rel)),
-        "r2": float(r2_score(t, p)) if len(t) > 1 else float("nan"),
-        "n": int(len(t)),
-    }
+    return {"within_10pct": float(np.mean(rel <= 0.10)), "median_rel_error": float(np.median(rel)), "r2": _r2(t, p),
+            "n": len(t)}
 
 
-def headline(name: str, scores: dict) -> float:
-    """The one number the channel curve plots for head ``name``.
+def generic_scores(y_true, y_pred) -> dict:
+    """R² and MAE of a regression head without scores of its own.
 
     Example
     -------
-    >>> headline("snr", {"mae_db": 2.0})
-    2.0
+    >>> generic_scores([1.0, 2.0], [1.0, 3.0])["mae"]
+    0.5
     """
-    key = {"vad": "accuracy", "noise": "accuracy", "f0": "r2", "snr": "mae_db", "register": "within_10pct"}.get(name)
-    if key is None:
-        key = "accuracy" if "accuracy" in scores else "r2"
-    return float(scores[key])
-
-
-def score_head(name: str, task: str, y_true, pred, labels=None) -> dict:
-    """Dispatch to the scorer of a head; ``pred`` is P(speech) for ``vad``.
-
-    Example
-    -------
-    >>> score_head("snr", "regress", [1.0, 2.0], [1.0, 2.0])["mae_db"]
-    0.0
-    """
-    if name == "vad":
-        return vad_scores(y_true, pred)
-    if name == "f0":
-        return f0_scores(y_true, pred)
-    if name == "snr":
-        return snr_scores(y_true, pred)
-    if name == "register":
-        return register_scores(y_true, pred)
-    if task == "classify":
-        return class_scores(y_true, pred, labels)
-    return {"r2": float(r2_score(y_true, pred)), "mae": float(np.mean(np.abs(np.subtract(pred, y_true))))}
+    return {"r2": _r2(y_true, y_pred), "mae": float(np.mean(np.abs(np.subtract(y_pred, y_true))))}

@@ -1,0 +1,93 @@
+"""A probe head is one registry entry (probes/heads.py) plus a YAML line: a toy head runs
+through fitting, the analysis result, frame-by-frame streaming, the CLI files and the figure
+without any other module naming it."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
+from speechbrain_dyncp.lobes.enhancer import dyncp_small
+from speechbrain_dyncp.lobes.probes import MaskProbes
+from speechbrain_dyncp.probes.features import get_spec
+from speechbrain_dyncp.probes.fit import fit_probe
+from speechbrain_dyncp.probes.heads import HEADS, Head, register_head
+from speechbrain_dyncp.probes.metrics import vad_scores
+from speechbrain_dyncp.probes.outputs import write_probe_outputs
+
+HOP = 256
+
+
+@pytest.fixture
+def loud_head():
+    """A frame head predicting "loud frame" (input level above -30 dBFS), registered for one test."""
+    h = register_head(Head("loud", dict(task="classify", level="frame", reg=1.0), vad_scores, "accuracy",
+                           unit="probability", output="loud_prob", display="loud",
+                           summary=lambda a, i: {"loud_fraction": float((a.loud_prob[i] > 0.5).float().mean())}))
+    yield h
+    HEADS.pop("loud")
+
+
+def _loud_audio(seed: int, n_frames: int = 60):
+    """Noise whose level alternates between loud and quiet blocks of 10 frames, and its frame labels."""
+    g = torch.Generator().manual_seed(seed)
+    level = torch.tensor([0.5 if (k // 10) % 2 == 0 else 0.002 for k in range(n_frames)])
+    wav = torch.randn(n_frames * HOP, generator=g) * level.repeat_interleave(HOP)
+    frames = torch.nn.functional.pad(wav, (HOP // 2, HOP)).unfold(0, HOP, HOP)[: n_frames + 1]
+    loud = (10 * torch.log10(frames.pow(2).mean(1) + 1e-12) > -30).numpy().astype(int)
+    return wav, loud
+
+
+def test_a_registered_toy_head_runs_through_fit_analysis_streaming_and_cli(loud_head, tmp_path, recipe_module):
+    torch.manual_seed(0)
+    enhancer = dyncp_small(channels=8, hidden=16, gate_hidden=4, gate_init_bias=0.0).eval()
+    fp = recipe_module("recipes/DynCP/fit_probes.py")
+    utts = []
+    for seed in range(4):  # the recipe's utterance records: gates + the head's label
+        wav, loud = _loud_audio(seed)
+        with torch.no_grad():
+            gates = enhancer(wav[None]).gates[0].to(torch.uint8).numpy()
+        utts.append({"gates": gates, "loud": loud[: gates.shape[1]]})
+
+    # fitting: the YAML's `heads: {loud: {n_channels: 16}}` -> the recipe's rows -> sklearn -> the lobe
+    spec = get_spec("loud", n_channels=16)
+    X, y = fp.head_rows(spec, utts, None, np.random.default_rng(0), fitting=True)
+    L, _, H = utts[0]["gates"].shape
+    probes = MaskProbes.from_sklearn({"loud": fit_probe(spec, X, y)}, L, H)
+    scores = fp.evaluate_lobe(probes, utts)["loud"]
+    assert set(scores) >= {"accuracy", "roc_auc"} and scores["n_frames"] == len(y)
+
+    # analysis: the head's output is an attribute named by its spec
+    model = DynCPEnhancement(modules={"enhancer": enhancer, "probes": probes}, hparams={"sample_rate": 16000})
+    wav, _ = _loud_audio(7)
+    res = model.analyze_batch(wav[None])
+    assert torch.equal(res.loud_prob, res.outputs["loud"]) and res.loud_prob.shape == res.frame_mask.shape
+
+    # streaming: frame by frame on the gates equals the offline output
+    state, streamed = probes.init_state(1), []
+    for t in range(res.gates.shape[2]):
+        out, state = probes.forward_frame(res.gates[:, :, t], state)
+        streamed.append(float(out["loud"][0]))
+    np.testing.assert_allclose(streamed, res.loud_prob[0].numpy(), atol=1e-5)
+
+    # CLI files and the figure
+    write_probe_outputs(tmp_path / "x", res)
+    rows = list(csv.DictReader(open(tmp_path / "x.probes.csv")))
+    assert list(rows[0]) == ["frame", "time_s", "loud_prob", "active_ratio"]
+    assert [float(r["loud_prob"]) for r in rows] == pytest.approx(res.loud_prob[0].tolist(), abs=1e-4)
+    summary = json.loads((tmp_path / "x.json").read_text())
+    assert summary["loud_fraction"] == pytest.approx(float((res.loud_prob[0] > 0.5).float().mean()))
+    from speechbrain_dyncp.plots import plot_analysis
+
+    assert plot_analysis(tmp_path / "x.png", wav, res).stat().st_size > 1000
+
+
+def test_every_default_head_has_an_identifier_name_and_a_spec():
+    for name, h in HEADS.items():
+        assert name == h.name and name.isidentifier()
+        assert get_spec(name).task in ("classify", "regress")
+    with pytest.raises(ValueError, match="identifier"):
+        register_head(Head("not a name", {}, vad_scores, "accuracy"))
