@@ -12,7 +12,7 @@ Trial lists come from :func:`speechbrain_dyncp.data.real_speakers.prepare_real_s
 speaker model scores every trial as ``dyncp verify`` does (with its stored AS-norm
 cohort when it has one); the DynCP enhancer's probes (``--quality_model``, default
 the bundled one) give each file's SNR and speech-fraction estimates. A
-:class:`~speechbrain_dyncp.metrics.calibration.QualityCalibrator` is fitted on
+:class:`~speechbrain_dyncp.verification.calibration.QualityCalibrator` is fitted on
 the dev lists (clean, 5, 0, -5 dB test sides, pooled) with and without the quality
 measures, and ``test_*`` lists are scored: EER, minDCF, Cllr, minCllr. ``--store``
 writes ``calibration.json`` (the quality-aware one) into the model folder, which
@@ -32,14 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechbrain_dyncp.metrics.calibration import (
-    QualityCalibrator,
-    cllr,
-    min_cllr,
-    model_fingerprint,
-    probe_quality,
-)
-from speechbrain_dyncp.metrics.verification import read_trials, verification_metrics
+from speechbrain_dyncp.verification.calibration import QualityCalibrator, model_fingerprint, probe_quality
+from speechbrain_dyncp.verification.metrics import cllr, min_cllr, verification_metrics
+from speechbrain_dyncp.verification.trials import read_trials
 
 logger = logging.getLogger(__name__)
 LISTS = ("clean", "snr5", "snr0", "snrm5", "mixed")

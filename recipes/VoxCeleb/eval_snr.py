@@ -9,8 +9,7 @@ For each SNR (``clean`` and dB values) every trial utterance is mixed once with
 held-out MUSAN noise, music or babble (seeded per utterance and SNR, see
 :class:`~speechbrain_dyncp.data.lowsnr.MusanMixer`), enhanced by each system's
 G (or not), embedded by the frozen E and scored by cosine. EER and minDCF
-come from ``speechbrain_dyncp.verification_pipeline`` /
-``speechbrain_dyncp.metrics.verification``. Writes ``results.csv``,
+come from ``speechbrain_dyncp.verification``. Writes ``results.csv``,
 ``results.md``, ``results.json`` and ``eer_vs_snr.png`` in the output folder.
 
 Authors
@@ -32,14 +31,9 @@ from speechbrain.utils.distributed import infer_device
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
-from speechbrain_dyncp.losses.gradw import load_speaker_scorer
-from speechbrain_dyncp.metrics.verification import read_trials
-from speechbrain_dyncp.verification_pipeline import (
-    SpeakerEmbedder,
-    compute_embeddings,
-    evaluate_trials,
-    resolve_voxceleb_data,
-)
+from speechbrain_dyncp.verification.embedding import SpeakerEmbedder, compute_embeddings, load_speaker_scorer
+from speechbrain_dyncp.verification.pipeline import evaluate_trials, resolve_voxceleb_data
+from speechbrain_dyncp.verification.trials import read_trials
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_gradw import load_trained_enhancer  # noqa: E402

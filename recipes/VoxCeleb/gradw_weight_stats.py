@@ -21,7 +21,8 @@ import torch
 
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer
-from speechbrain_dyncp.losses.gradw import GradWLoss, load_speaker_scorer
+from speechbrain_dyncp.losses.gradw import GradWLoss
+from speechbrain_dyncp.verification.embedding import load_speaker_scorer
 
 
 def main(argv=None):

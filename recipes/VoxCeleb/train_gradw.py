@@ -33,8 +33,9 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
-from speechbrain_dyncp.losses.gradw import GradWLoss, load_speaker_scorer
-from speechbrain_dyncp.verification_pipeline import resolve_voxceleb_data
+from speechbrain_dyncp.losses.gradw import GradWLoss
+from speechbrain_dyncp.verification.embedding import load_speaker_scorer
+from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ The model is ``SSLFrontEnd -> layer pooling -> backend`` with a sub-centre
 AAM head (speakers x speed classes); the per-epoch validation metric is
 speaker-ID error on held-out chunks (the paper selects epochs on the test
 lists; we do not). At the end the best checkpoint is scored on the trial
-list with ``speechbrain_dyncp.verification_pipeline.run_verification``
+list with ``speechbrain_dyncp.verification.pipeline.run_verification``
 (``<output_folder>/verify/metrics_all.json``).
 
 Authors
@@ -39,7 +39,7 @@ from train_speaker import dataio_prep  # noqa: E402
 
 from speechbrain_dyncp.brain import DynCPBrain  # noqa: E402
 from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel  # noqa: E402
-from speechbrain_dyncp.verification_pipeline import resolve_voxceleb_data, run_verification  # noqa: E402
+from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data, run_verification  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

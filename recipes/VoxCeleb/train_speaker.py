@@ -12,7 +12,7 @@ the YAML header. Manifests come from ``speechbrain_dyncp.data.voxceleb.prepare_v
 the validation metric is speaker-ID classification error on held-out chunks.
 At the end the best checkpoint is exported to ``<output_folder>/model`` (a
 SpeechBrain model folder: ``EncoderClassifier.from_hparams(source=...)`` or
-``speechbrain_dyncp.verification_pipeline.load_speaker_embedder``).
+``speechbrain_dyncp.verification.embedding.load_speaker_embedder``).
 
 Authors
  * speechbrain-dyncp contributors
@@ -30,7 +30,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import DynCPBrain, unwrap
 from speechbrain_dyncp.data.audio import audio_info, read_audio
-from speechbrain_dyncp.verification_pipeline import resolve_voxceleb_data
+from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ Usage::
 
 Writes ``<output_folder>/scores.txt`` (``enrol test label score``),
 ``metrics.json`` (first normalisation) and ``metrics_all.json`` (all). The
-work is done by :mod:`speechbrain_dyncp.verification_pipeline`, which other
+work is done by :mod:`speechbrain_dyncp.verification.pipeline`, which other
 recipes call with their own embedding function.
 
 Authors
@@ -23,14 +23,11 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import infer_device, run_on_main
 
-from speechbrain_dyncp.metrics.verification import read_trials
 from speechbrain_dyncp.inference.speaker import add_verification_backend
-from speechbrain_dyncp.verification_pipeline import (
-    cohort_matrix,
-    load_speaker_embedder,
-    resolve_voxceleb_data,
-    run_verification,
-)
+from speechbrain_dyncp.verification.embedding import load_speaker_embedder
+from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data, run_verification
+from speechbrain_dyncp.verification.scoring import cohort_matrix
+from speechbrain_dyncp.verification.trials import read_trials
 
 logger = logging.getLogger(__name__)
 

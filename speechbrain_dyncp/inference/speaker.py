@@ -36,7 +36,8 @@ from speechbrain_dyncp.inference.speaker_folders import (  # noqa: F401 (re-expo
     speaker_model_folder,
 )
 from speechbrain_dyncp.inference.strict import StrictPretrained, load_model_folder
-from speechbrain_dyncp.metrics.verification import ScoreNormalizer, compute_eer
+from speechbrain_dyncp.verification.metrics import compute_eer
+from speechbrain_dyncp.verification.scoring import ScoreNormalizer
 
 
 MIN_SECONDS = 0.1  # shortest recording a speaker embedding is computed for

@@ -5,7 +5,7 @@
 * :func:`resolve_speaker_source`: ``--model`` may be a folder or a hub id;
 * :func:`speaker_model_folder`: the bundled default speaker model when ``--model`` is not given;
 * :func:`calibrated_verdict`: the calibrated LLR of a trial when the folder has
-  ``calibration.json`` (:mod:`speechbrain_dyncp.metrics.calibration`).
+  ``calibration.json`` (:mod:`speechbrain_dyncp.verification.calibration`).
 
 Authors
  * speechbrain-dyncp contributors
@@ -73,7 +73,7 @@ def calibrated_verdict(folder, model, enrol, test, score: float):
     measures of both files come from the DynCP probes (bundled enhancer unless the file names one)."""
     import math
 
-    from speechbrain_dyncp.metrics.calibration import QualityCalibrator, model_fingerprint, posterior, probe_quality
+    from speechbrain_dyncp.verification.calibration import QualityCalibrator, model_fingerprint, posterior, probe_quality
 
     cal = QualityCalibrator.load(folder)
     if cal is None:

@@ -6,7 +6,7 @@ a layer pooling of :mod:`~speechbrain_dyncp.lobes.layer_pooling`
 (``[B, T, C]``) and any SpeechBrain-style backend ``(x [B, T, C], lengths) ->
 [B, 1, E]`` (ASTP for LAP, SpeechBrain's ``ECAPA_TDNN`` for the SUPERB
 baseline). It is an embedding function for
-``speechbrain_dyncp.verification_pipeline.run_verification``.
+``speechbrain_dyncp.verification.pipeline.run_verification``.
 
 Authors
  * speechbrain-dyncp contributors

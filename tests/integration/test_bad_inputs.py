@@ -18,7 +18,7 @@ from speechbrain_dyncp.data.audio import AudioError, read_audio, write_audio
 from speechbrain_dyncp.data.shards import make_dataset, write_shards
 from speechbrain_dyncp.inference.chunking import enhance_file_chunked
 from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
-from speechbrain_dyncp.metrics.verification import UnknownTrialIdError, read_trials
+from speechbrain_dyncp.verification.trials import UnknownTrialIdError, read_trials
 
 SR = 16000
 

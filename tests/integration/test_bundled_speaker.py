@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from speechbrain_dyncp.inference.speaker import load_speaker_model, speaker_model_folder
-from speechbrain_dyncp.metrics.calibration import QualityCalibrator
+from speechbrain_dyncp.verification.calibration import QualityCalibrator
 
 
 def test_bundle_is_small_without_audio_and_has_its_backend():

@@ -189,7 +189,7 @@ def test_cli_verify_prints_calibrated_llr_with_calibration_json(hub_folder, two_
     import shutil
 
     from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER
-    from speechbrain_dyncp.metrics.calibration import QualityCalibrator
+    from speechbrain_dyncp.verification.calibration import QualityCalibrator
 
     folder = tmp_path / "calibrated"
     shutil.copytree(hub_folder[0], folder)
@@ -211,7 +211,7 @@ def test_cli_verify_warns_when_the_probe_model_changed_since_calibration(hub_fol
     import shutil
 
     from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, bundled_model_dir
-    from speechbrain_dyncp.metrics.calibration import QualityCalibrator, model_fingerprint
+    from speechbrain_dyncp.verification.calibration import QualityCalibrator, model_fingerprint
 
     folder = tmp_path / "calibrated"
     shutil.copytree(hub_folder[0], folder)

@@ -8,7 +8,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dyncp.cli import main
 from speechbrain_dyncp.inference.speaker import add_verification_backend, calibrate_threshold, load_speaker_model
-from speechbrain_dyncp.metrics.verification import ScoreNormalizer
+from speechbrain_dyncp.verification.scoring import ScoreNormalizer
 
 YAML = """sample_rate: 16000
 compute_features: !new:speechbrain.lobes.features.Fbank

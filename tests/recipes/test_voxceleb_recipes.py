@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from speechbrain_dyncp.metrics.verification import UnknownTrialIdError
+from speechbrain_dyncp.verification.trials import UnknownTrialIdError
 
 TRAIN_ARGS = [
     "--device=cpu", "--noprogressbar", "--num_workers=0", "--batch_size=16", "--sentence_len=1.5",
@@ -105,8 +105,8 @@ def test_unknown_trial_id_is_named(repo_root, small_corpus, trained, tmp_path):
 def test_pipeline_names_ids_missing_from_manifests(tiny_corpus, tmp_path):
     """run_verification with manifests that lack a trial id raises UnknownTrialIdError naming it."""
     from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
-    from speechbrain_dyncp.metrics.verification import Trials
-    from speechbrain_dyncp.verification_pipeline import run_verification
+    from speechbrain_dyncp.verification.pipeline import run_verification
+    from speechbrain_dyncp.verification.trials import Trials
 
     csvs = prepare_voxceleb(tiny_corpus.voxceleb, tmp_path / "csv", splits=["test"])
     trials = Trials(["id_missing/s/1"], [csvs["test"].read_text().splitlines()[1].split(",")[0]], [1])
@@ -126,7 +126,7 @@ def test_exported_model_folder_round_trip(trained, tmp_path, small_corpus):
     from speechbrain.utils.checkpoints import Checkpointer
 
     from speechbrain_dyncp.data.audio import read_audio
-    from speechbrain_dyncp.verification_pipeline import load_speaker_embedder
+    from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 
     model_dir = trained / "model"
     # the best checkpoint, as the export picks it (not whichever CKPT+* the folder lists first)

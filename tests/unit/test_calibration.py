@@ -1,18 +1,12 @@
-"""Quality-aware score calibration and Cllr / minCllr (speechbrain_dyncp.metrics.calibration)."""
+"""Quality-aware score calibration (speechbrain_dyncp.verification.calibration) and Cllr / minCllr."""
 
 import math
 
 import numpy as np
 import pytest
 
-from speechbrain_dyncp.metrics.calibration import (
-    QualityCalibrator,
-    cllr,
-    min_cllr,
-    pav_llrs,
-    posterior,
-)
-from speechbrain_dyncp.metrics.verification import compute_eer
+from speechbrain_dyncp.verification.calibration import QualityCalibrator, posterior
+from speechbrain_dyncp.verification.metrics import cllr, compute_eer, min_cllr, pav_llrs
 
 
 def synthetic_trials(n: int, seed: int):

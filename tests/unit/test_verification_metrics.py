@@ -8,18 +8,9 @@ import torch
 from speechbrain.utils.metric_stats import EER as sb_eer
 from speechbrain.utils.metric_stats import minDCF as sb_min_dcf
 
-from speechbrain_dyncp.metrics.verification import (
-    ScoreNormalizer,
-    Trials,
-    UnknownTrialIdError,
-    compute_eer,
-    compute_min_dcf,
-    cosine_scores,
-    read_trials,
-    score_trials,
-    verification_metrics,
-    write_scores,
-)
+from speechbrain_dyncp.verification.metrics import compute_eer, compute_min_dcf, verification_metrics
+from speechbrain_dyncp.verification.scoring import ScoreNormalizer, cosine_scores, score_trials
+from speechbrain_dyncp.verification.trials import Trials, UnknownTrialIdError, read_trials, write_scores
 
 
 def _random_trials(seed, n_pos, n_neg, decimals=None):

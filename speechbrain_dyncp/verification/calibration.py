@@ -12,12 +12,8 @@ per measure (symmetric in enrol / test), and optionally ``score x min`` so the
 score's *scale* may depend on quality, not only its offset. Classes are weighted
 so the fitted log-odds are LLRs (prior 0.5): add ``logit(prior)`` for a posterior.
 
-Metrics: :func:`cllr` (the cost of log-likelihood ratios, Brümmer & du Preez 2006,
-in bits: 0 perfect, 1 = an uninformative system that always says LLR 0) and
-:func:`min_cllr` (the Cllr after the best monotonic recalibration, pool-adjacent-
-violators; Cllr - minCllr is the calibration loss). Both are implemented here from
-their definitions (ten lines): ``lir`` (NFI) has them but would add a dependency
-and its plotting stack for two formulas, and SpeechBrain has none.
+Its quality is measured with :func:`~speechbrain_dyncp.verification.metrics.cllr`
+and ``min_cllr`` (Cllr - minCllr is the calibration loss).
 
 The fitted calibrator is stored as plain JSON (``calibration.json`` in a speaker
 model folder), never a pickle, so loading it runs no code.
@@ -35,56 +31,6 @@ import numpy as np
 
 CALIBRATION_FILE = "calibration.json"
 SNR_CLIP = (-10.0, 40.0)  # dB; beyond this the probes' estimate carries no more information
-
-
-def cllr(llrs, labels) -> float:
-    """Cost of log-likelihood ratios in bits (natural-log LLRs; labels 1 target, 0 non-target).
-
-    ``Cllr = 1/2 [mean_tar log2(1 + e^-llr) + mean_non log2(1 + e^llr)]``.
-
-    Example
-    -------
-    >>> round(cllr([0.0, 0.0], [1, 0]), 6), round(cllr([20.0, -20.0], [1, 0]), 6)
-    (1.0, 0.0)
-    """
-    llrs, labels = np.asarray(llrs, dtype=np.float64), np.asarray(labels).astype(bool)
-    if labels.all() or not labels.any():
-        raise ValueError("cllr needs both target and non-target trials")
-    c_tar = np.logaddexp(0.0, -llrs[labels]).mean()
-    c_non = np.logaddexp(0.0, llrs[~labels]).mean()
-    return float((c_tar + c_non) / (2 * math.log(2)))
-
-
-def pav_llrs(scores, labels) -> np.ndarray:
-    """LLRs of the optimal monotonic (pool-adjacent-violators) calibration of ``scores``.
-
-    Example
-    -------
-    >>> pav_llrs([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1])[[0, 3]]
-    array([-inf,  inf])
-    """
-    from sklearn.isotonic import IsotonicRegression
-
-    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    post = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels).predict(scores)
-    prior = labels.mean()
-    with np.errstate(divide="ignore"):
-        return np.log(post) - np.log1p(-post) - math.log(prior / (1 - prior))
-
-
-def min_cllr(scores, labels) -> float:
-    """Cllr after the best monotonic recalibration (the discrimination part of Cllr).
-
-    Example
-    -------
-    >>> s = np.random.default_rng(0).normal(size=200); y = s + np.random.default_rng(1).normal(size=200) > 0
-    >>> 0.0 < min_cllr(s, y) <= cllr(2 * s, y)
-    True
-    """
-    llrs = pav_llrs(scores, labels)
-    labels = np.asarray(labels).astype(bool)
-    # an infinite LLR on the right side costs 0, on the wrong side PAV never puts one
-    return cllr(np.clip(llrs, -700, 700), labels)
 
 
 def trial_features(scores, q_enrol: np.ndarray, q_test: np.ndarray, interactions: bool = True) -> np.ndarray:
@@ -129,6 +75,7 @@ class QualityCalibrator:
     >>> y = rng.random(400) < 0.3
     >>> s = np.where(y, 0.6, 0.2) + 0.1 * rng.normal(size=400)
     >>> cal = QualityCalibrator([]).fit(s, y)
+    >>> from speechbrain_dyncp.verification.metrics import cllr
     >>> cllr(cal.llr(s), y) < 0.3
     True
     """
