@@ -10,12 +10,14 @@ For real recordings, which carry no ground truth, :func:`energy_vad` and
 * ``energy_vad``: frame energy (``n_fft`` Hann window) above
   ``max(frame energies) + threshold_db`` (default -35 dB) and above an absolute
   floor, then a median filter removes isolated flips.
-* ``autocorr_f0``: normalised autocorrelation over a 40 ms Hann window at each
-  frame centre (de-biased by the window's own autocorrelation); the highest
-  peak with lag in ``[sr/fmax, sr/fmin]`` gives F0 = sr / lag (parabolic
-  interpolation), voiced where the peak exceeds ``voicing_threshold`` and the
+* ``autocorr_f0``: YIN (de Cheveigne & Kawahara 2002) at each frame centre, 25 ms
+  window, lag in ``[sr/fmax, sr/fmin]``, parabolic interpolation; voiced where
+  YIN's aperiodicity (the dip of ``d'``) is below ``voicing_threshold`` and the
   frame is active by ``energy_vad``. Measured on the embedded corpus by
-  ``tests/unit/test_synth.py`` (median error vs. the exact labels).
+  ``tests/unit/test_synth.py`` (median error vs. the exact labels). Not
+  ``librosa.yin``: it returns no aperiodicity, which the voicing decision needs
+  (``librosa.pyin``'s HMM is another, slower estimator), and the labels of
+  prepared corpora would change.
 * ``speech_vad``: ``energy_vad`` with a hangover (the real-speech corpus' VAD);
   ``hts_vad`` / ``fda_f0``: phone timings and laryngograph F0 references where a
   recording has them.
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Dict, Tuple, Union
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import median_filter
 
 HOP_LENGTH = 256
@@ -79,8 +82,7 @@ def _frames(wav: np.ndarray, win: int, hop: int) -> np.ndarray:
     """``[N, win]`` windows centred on ``t * hop`` (zero padded at the edges)."""
     half = win // 2
     padded = np.pad(np.asarray(wav, dtype=np.float64), (half, half))
-    idx = np.arange(n_frames(len(wav), hop))[:, None] * hop + np.arange(win)[None, :]
-    return padded[idx]
+    return sliding_window_view(padded, win)[::hop][: n_frames(len(wav), hop)]
 
 
 def energy_vad(
@@ -118,7 +120,7 @@ def autocorr_f0(
     threshold: float = 0.15,
     voicing_threshold: float = 0.35,
 ) -> np.ndarray:
-    """Autocorrelation (YIN) F0 estimate ``[N]`` (Hz, 0 = unvoiced) on the label grid.
+    """YIN F0 estimate ``[N]`` (Hz, 0 = unvoiced) on the label grid (why not ``librosa.yin``: module docstring).
 
     YIN's cumulative-mean-normalised difference ``d'(tau)`` (de Cheveigne &
     Kawahara 2002), computed for all frames at once with FFT
@@ -139,8 +141,7 @@ def autocorr_f0(
     span = win + hi + 1
     x = np.asarray(wav, dtype=np.float64)
     padded = np.pad(x, (span // 2, span - span // 2))
-    idx = np.arange(n_frames(len(x), hop))[:, None] * hop + np.arange(span)[None, :]
-    fr = padded[idx]  # [N, span]: frame t starts half a span before sample t * hop
+    fr = sliding_window_view(padded, span)[::hop][: n_frames(len(x), hop)]  # [N, span]: from t * hop - span / 2
     nfft = 1 << int(np.ceil(np.log2(2 * span)))
     head = np.fft.rfft(fr[:, :win], nfft, axis=1)
     full = np.fft.rfft(fr, nfft, axis=1)

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
-from scipy import fft as sp_fft
 from scipy.ndimage import uniform_filter1d
+
+from speechbrain_dyncp.data.source_filter import band_noise, resonances, rosenberg_derivative, stft_filter
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 256
@@ -184,58 +185,6 @@ def _f0_contour(n, spk, words, rng, sr, f0_shift) -> np.ndarray:
     return np.clip(f0, 50.0, 450.0)
 
 
-def _rosenberg_derivative(frac: np.ndarray, oq: float) -> np.ndarray:
-    """Derivative of the Rosenberg glottal flow over one period (peak ~1)."""
-    tp, tn = 0.6 * oq, 0.4 * oq
-    out = np.zeros_like(frac)
-    rise = frac < tp
-    fall = (frac >= tp) & (frac < tp + tn)
-    out[rise] = 0.5 * np.pi / tp * np.sin(np.pi * frac[rise] / tp)
-    out[fall] = -0.5 * np.pi / tn * np.sin(0.5 * np.pi * (frac[fall] - tp) / tn)
-    return out / (0.5 * np.pi / tn)
-
-
-def _resonances(freqs, formants, bandwidths) -> np.ndarray:
-    """Cascade of 2-pole resonators (unit DC gain): ``[frames, bins]`` magnitude."""
-    f = freqs[None, :].astype(np.float32)
-    mag = np.ones((len(formants), len(freqs)), dtype=np.float32)
-    for k in range(formants.shape[1]):
-        fk = formants[:, k : k + 1].astype(np.float32)
-        bk2 = np.float32(0.25 * bandwidths[k] ** 2)
-        mag *= (fk * fk + bk2) / np.sqrt(((f - fk) ** 2 + bk2) * ((f + fk) ** 2 + bk2))
-    return mag
-
-
-def _stft_filter(x: np.ndarray, gains: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Time-varying filtering: Hann STFT (centred frames), ``gains [frames, bins]``, overlap-add.
-
-    numpy rather than torch.stft: tiny per-utterance calls run many times
-    slower in torch when several intra-op threads compete for busy cores.
-    """
-    n, half = len(x), n_fft // 2
-    win = np.hanning(n_fft + 1)[:-1]  # periodic Hann: sums to a constant at hop = n_fft / 4
-    padded = np.pad(x, (half, half + n_fft))
-    idx = np.arange(len(gains))[:, None] * hop + np.arange(n_fft)[None, :]
-    frames = np.fft.irfft(np.fft.rfft(padded[idx] * win, axis=1) * gains, n_fft, axis=1) * win
-    out = np.zeros(len(padded))
-    norm = np.zeros(len(padded))
-    for k in range(n_fft // hop):  # overlap-add, one strided pass per frame phase
-        sl = frames[k :: n_fft // hop].reshape(-1)
-        start = k * hop
-        out[start : start + len(sl)] += sl
-        norm[start : start + len(sl)] += np.tile(win**2, len(frames[k :: n_fft // hop]))
-    return (out / np.maximum(norm, 1e-8))[half : half + n]
-
-
-def _band_noise(n, lo, hi, rng, sr) -> np.ndarray:
-    m = sp_fft.next_fast_len(n, real=True)  # odd lengths make pocketfft slow
-    spec = sp_fft.rfft(rng.standard_normal(m))
-    freqs = sp_fft.rfftfreq(m, 1.0 / sr)
-    spec *= np.clip(np.minimum((freqs - lo) / 300.0, (hi - freqs) / 300.0) + 1, 0, 1)
-    x = sp_fft.irfft(spec, m)[:n]
-    return x / (x.std() + 1e-12)
-
-
 def synthesize(
     spk: Speaker,
     duration: float,
@@ -300,7 +249,7 @@ def synthesize(
     frac = phase % 1.0
     cyc = phase.astype(np.int64)
     shim = 1.0 + spk.shimmer * rng.standard_normal(cyc[-1] + 1)[cyc]
-    src = _rosenberg_derivative(frac, spk.open_quotient) * shim
+    src = rosenberg_derivative(frac, spk.open_quotient) * shim
     asp = rng.standard_normal(n) * np.where(frac < spk.open_quotient, 1.0, 0.35)
     src = (src + spk.breathiness * 1.5 * asp) * amp
 
@@ -324,7 +273,7 @@ def synthesize(
     formants = np.stack([np.interp(frame_t, anchors_t, anchors_f[:, k]) for k in range(4)], -1)
     bw = BANDWIDTHS * (1.0 + 0.8 * spk.breathiness)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    voiced_wav = _stft_filter(src, _resonances(freqs, formants, bw), n_fft, hop)
+    voiced_wav = stft_filter(src, resonances(freqs, formants, bw), n_fft, hop)
     v_rms = np.sqrt(np.mean(voiced_wav[gate] ** 2)) if gate.any() else 1.0
     wav = voiced_wav / (v_rms + 1e-12)
 
@@ -333,14 +282,14 @@ def synthesize(
         fr = [s for s in segs if s[0] == "fric" and s[3] == kind_idx]
         if fr:
             e = _ramp_env([s[1] for s in fr], [min(s[2], n) for s in fr], [lev] * len(fr), n, int(0.01 * sr))
-            wav += e * _band_noise(n, lo, hi, rng, sr)
+            wav += e * band_noise(n, lo, hi, rng, sr)
     bursts = [s for s in segs if s[0] == "burst"]
     if bursts:
         decay = np.zeros(n)
         for s in bursts:
             m = min(s[2], n) - s[1]
             decay[s[1] : s[1] + m] = 0.6 * np.exp(-np.arange(m) / (0.008 * sr))
-        wav += decay * _band_noise(n, 500.0, 7500.0, rng, sr)
+        wav += decay * band_noise(n, 500.0, 7500.0, rng, sr)
 
     speech_rms = np.sqrt(np.mean(wav[vad > 0] ** 2)) if vad.any() else 1.0
     wav = 0.05 * wav / (speech_rms + 1e-12)
