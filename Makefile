@@ -9,7 +9,7 @@ EXTRAS ?= test,ssl,metrics,export,shards
 
 .PHONY: venv demo test test-fast bench clean-venv
 
-$(STAMP): setup.py
+$(STAMP): setup.py speechbrain_dyncp/streaming/dyncp_frame.c
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip wheel setuptools
 	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"

@@ -1,10 +1,46 @@
 """speechbrain-dyncp: dynamic channel pruning speech enhancement for SpeechBrain."""
 
+import hashlib
+import os
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
+KERNEL = "speechbrain_dyncp/streaming/dyncp_frame.c"
+# Not -ffast-math: gcc then links crtfastmath.o, whose constructor sets flush-to-zero /
+# denormals-are-zero for the whole process when the kernel is loaded, silently changing
+# every later torch/numpy result. The individual flags below still let gcc vectorise the
+# dot-product reductions (reassociation), without touching the FPU state. -march=native:
+# the kernel is built on the machine that runs it (an editable or sdist install).
+KERNEL_CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+                 "-fno-signed-zeros", "-freciprocal-math"]
+
+
+def kernel_extension(real):
+    """The C frame kernel for ``real`` = float / double: a plain shared library loaded with ctypes
+    (speechbrain_dyncp/streaming/kernel.py), optional: without a compiler the NumPy path is used."""
+    sha1 = hashlib.sha1((HERE / KERNEL).read_bytes()).hexdigest()
+    return Extension(f"speechbrain_dyncp.streaming._dyncp_frame_{real}", sources=[KERNEL],
+                     define_macros=[("REAL", real), ("DYNCP_SOURCE_SHA1", f'"{sha1}"')],
+                     extra_compile_args=KERNEL_CFLAGS, libraries=["m"], optional=True)
+
+
+class BuildKernels(build_ext):
+    """Each kernel in its own temporary folder (both compile the same source file), and no
+    Python module entry point to export (ctypes loads them, ``import`` never does)."""
+
+    def build_extension(self, ext):
+        temp = self.build_temp
+        self.build_temp = os.path.join(temp, ext.name)
+        try:
+            super().build_extension(ext)
+        finally:
+            self.build_temp = temp
+
+    def get_export_symbols(self, ext):
+        return []
 
 # torch / torchaudio are pinned as a pair: torchaudio 2.11 from PyPI is a
 # CUDA-linked wheel whose compiled ops (lfilter, resample, kaldi fbank) load on
@@ -48,7 +84,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["speechbrain_dyncp", "speechbrain_dyncp.*"]),
-    package_data={"speechbrain_dyncp": ["pretrained/*/*", "*.c"]},
+    package_data={"speechbrain_dyncp": ["pretrained/*/*", "streaming/*.c"]},
+    ext_modules=[kernel_extension("float"), kernel_extension("double")],
+    cmdclass={"build_ext": BuildKernels},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

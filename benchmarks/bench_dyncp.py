@@ -86,7 +86,7 @@ def fast_paths(args, gated, dense, wav, ref, ref_dense, seconds, hop):
     """
     import numpy as np
 
-    from speechbrain_dyncp.fastpath import FastStreamer, c_available
+    from speechbrain_dyncp.streaming import FastStreamer, c_available
 
     backends = [b for b in ("numpy", "c") if b in args.paths.split(",") and (b != "c" or c_available())]
     x = wav[0].numpy()
@@ -174,7 +174,7 @@ def multistream(args, gated, dense, wav, seconds, hop):
     """
     import numpy as np
 
-    from speechbrain_dyncp.fastpath import FastStreamer, c_available
+    from speechbrain_dyncp.streaming import FastStreamer, c_available
 
     if not c_available():
         return {"skipped": "C kernel unavailable"}
@@ -233,7 +233,7 @@ def offline_batch(args, gated, dense, wav, seconds):
     """
     import torch
 
-    from speechbrain_dyncp.fastpath import FastStreamer, c_available, union_skipping
+    from speechbrain_dyncp.streaming import FastStreamer, c_available, union_skipping
 
     xs = torch.stack([torch.from_numpy(x) for x in stream_inputs(wav, args.batch)])
     union = union_skipping(gated)

@@ -158,7 +158,7 @@ def load_model(folder):
 
 def run_item(row, model, tools, compare=None):
     """Every system and tool on one test mixture -> a record of raw results."""
-    from speechbrain_dyncp.fastpath import FastStreamer
+    from speechbrain_dyncp.streaming import FastStreamer
 
     noisy = read_audio(row["noisy_wav"], SR).double().numpy()
     clean = read_audio(row["clean_wav"], SR).double().numpy()

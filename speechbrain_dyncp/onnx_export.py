@@ -14,10 +14,11 @@ matters, the gated network:
 
 ONNX graphs have static shapes, so the step graph computes every channel and
 multiplies by the gates (dense-masked): the result equals the pruned path,
-but the saving on the CPU clock needs the PyTorch/C streaming path
-(:mod:`speechbrain_dyncp.streaming`, :mod:`speechbrain_dyncp.fastpath`).
-:class:`OnnxStreamingEnhancer` runs ``step.onnx`` with onnxruntime and numpy
-framing, and reproduces the PyTorch offline output.
+but the saving on the CPU clock needs the PyTorch/C streaming paths
+(:mod:`speechbrain_dyncp.streaming`).
+:class:`~speechbrain_dyncp.streaming.onnx_step.OnnxStreamingEnhancer` runs
+``step.onnx`` with onnxruntime and the streams' NumPy framer, and reproduces
+the PyTorch offline output.
 
 Authors
  * speechbrain-dyncp contributors
@@ -26,11 +27,10 @@ Authors
 from pathlib import Path
 from typing import List
 
-import numpy as np
 import torch
 from torch import nn
 
-from speechbrain_dyncp import streaming
+from speechbrain_dyncp.streaming.onnx_step import StreamingStep
 
 
 class _OfflineMasker(nn.Module):
@@ -40,59 +40,6 @@ class _OfflineMasker(nn.Module):
 
     def forward(self, feats):
         return self.model.masker(feats, None)
-
-
-class StreamingStep(nn.Module):
-    """One causal frame of the gated network with state as explicit tensors (exportable).
-
-    Arguments
-    ---------
-    model : DynCPEnhancer
-        A causal model in eval mode.
-
-    Example
-    -------
-    >>> from speechbrain_dyncp.lobes.enhancer import dyncp_small
-    >>> step = StreamingStep(dyncp_small().eval())
-    >>> states = step.initial_state(1)
-    >>> mask, gates, *states = step(torch.rand(1, 257), *states)
-    >>> mask.shape, gates.shape, len(states)
-    (torch.Size([1, 257]), torch.Size([1, 6, 128]), 12)
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        if not model.causal:
-            raise ValueError("ONNX streaming export needs a causal model")
-        self.model = model.eval()
-        self.plans = streaming.block_plans(model)
-        self.gated = model.tcn.gated
-
-    def initial_state(self, batch_size: int = 1) -> List[torch.Tensor]:
-        """Zero state tensors in graph-input order."""
-        ctx = streaming.make_context(self.model, batch_size)
-        return [t for st in ctx.blocks for t in (st.dw_hist, st.gate_hist)]
-
-    def state_names(self) -> List[str]:
-        """Names of the state inputs (outputs add ``_out``)."""
-        return [n for i in range(len(self.plans)) for n in (f"dw_{i}", f"gp_{i}")]
-
-    def forward(self, feats, *state):
-        """``feats [B, F]`` + state -> ``mask [B, F]``, ``gates [B, L, H]``, new state."""
-        m, tcn = self.model, self.model.tcn
-        x = torch.relu(m.front(feats)).unsqueeze(-1)  # B, C, 1
-        src0, gates, new_state = x, [], []
-        for i, plan in enumerate(self.plans):
-            st = streaming.BlockState(state[2 * i], state[2 * i + 1])
-            g = None
-            if self.gated:
-                g = streaming._gate(plan, st, src0 if tcn.gate_input == "features" else x)  # B, H, 1
-                gates.append(g[..., 0])
-            x, _ = streaming._block(plan, st, x, g, skip=False)
-            new_state += [st.dw_hist, st.gate_hist]
-        mask = m.mask_from_logits(m.back(x[..., 0]))
-        gates_t = torch.stack(gates, 1) if gates else torch.ones(feats.shape[0], tcn.n_gated, tcn.hidden)
-        return (mask, gates_t, *new_state)
 
 
 def export_onnx(model_dir, out_dir=None, opset: int = 17) -> List[Path]:
@@ -144,54 +91,3 @@ def export_enhancer_onnx(enhancer, out_dir, opset: int = 17) -> List[Path]:
             opset_version=opset,
         )
     return [offline, step_path]
-
-
-class OnnxStreamingEnhancer:
-    """Frame-by-frame enhancement with ``step.onnx`` (onnxruntime) and numpy STFT / overlap-add.
-
-    Same alignment as the PyTorch offline model (``torch.stft(center=True)``):
-    :meth:`enhance` of a whole signal returns what ``DynCPEnhancer`` returns.
-
-    Arguments
-    ---------
-    step_onnx : str or path-like
-        ``step.onnx`` from :func:`export_onnx`.
-    n_fft, hop_length : int
-        STFT parameters of the model.
-    feature : str
-        ``"mag"`` or ``"compressed"`` (with ``compression``).
-    compression : float
-        Exponent of the compressed feature.
-    """
-
-    def __init__(self, step_onnx, n_fft: int = 512, hop_length: int = 256, feature: str = "mag",
-                 compression: float = 0.3):
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(str(step_onnx), providers=["CPUExecutionProvider"])
-        self.n_fft, self.hop = n_fft, hop_length
-        self.feature, self.compression = feature, compression
-        self.window = torch.hann_window(n_fft).numpy().astype(np.float32)
-        self.state_inputs = [i for i in self.session.get_inputs() if i.name != "feats"]
-
-    def enhance(self, wav: np.ndarray) -> np.ndarray:
-        """Enhance a mono signal ``[T]`` frame by frame; returns ``[T]``."""
-        wav = np.asarray(wav, np.float32)
-        n_fft, hop, t = self.n_fft, self.hop, len(wav)
-        padded = np.pad(wav, (n_fft // 2, n_fft // 2))
-        n = 1 + t // hop
-        state = {i.name: np.zeros(i.shape, np.float32) for i in self.state_inputs}
-        out = np.zeros(n_fft + (n - 1) * hop, np.float32)
-        env = np.zeros_like(out)
-        for k in range(n):
-            frame = padded[k * hop : k * hop + n_fft] * self.window
-            spec = np.fft.rfft(frame)
-            mag = np.abs(spec).astype(np.float32)
-            feats = (mag + 1e-9) ** self.compression if self.feature == "compressed" else mag
-            res = self.session.run(None, {"feats": feats[None], **state})
-            mask, new_state = res[0][0], res[2:]
-            state = {i.name: s for i, s in zip(self.state_inputs, new_state)}
-            out[k * hop : k * hop + n_fft] += np.fft.irfft(spec * mask, n=n_fft).astype(np.float32) * self.window
-            env[k * hop : k * hop + n_fft] += self.window**2
-        out, env = out[n_fft // 2 : n_fft // 2 + t], env[n_fft // 2 : n_fft // 2 + t]
-        return np.where(env > 1e-11, out / np.maximum(env, 1e-11), 0.0).astype(np.float32)

@@ -16,7 +16,7 @@ is exactly what the unpadded item gives, in causal and non-causal mode
 Streaming (causal models): :meth:`DynCPEnhancer.forward_streaming` takes any
 chunk size and returns the offline output delayed by ``n_fft - 1`` samples,
 computing only the active channels (:mod:`speechbrain_dyncp.streaming`);
-:class:`speechbrain_dyncp.fastpath.FastStreamer` is the same with a C kernel,
+:class:`speechbrain_dyncp.streaming.FastStreamer` is the same with a C kernel,
 where the skipped channels show up as wall-clock savings.
 
 Authors
@@ -197,7 +197,7 @@ class DynCPEnhancer(nn.Module):
 
     def mask_from_logits(self, logits: Tensor) -> Tensor:
         """Mask in ``[floor, 1]`` from the back-end's logits (the one place the activation lives;
-        the C kernel and the NumPy streamer repeat it, see fastpath.py)."""
+        the C kernel and the NumPy streamer repeat it, see streaming/numpy_net.py)."""
         floor = self.mask_floor
         mask = torch.sigmoid(logits)
         return mask if floor == 0.0 else floor + (1.0 - floor) * mask

@@ -6,7 +6,8 @@ import torch
 
 from speechbrain_dyncp.efficiency import plant_gate_ratio
 from speechbrain_dyncp.lobes.enhancer import dyncp_small
-from speechbrain_dyncp.onnx_export import OnnxStreamingEnhancer, export_enhancer_onnx
+from speechbrain_dyncp.onnx_export import export_enhancer_onnx
+from speechbrain_dyncp.streaming.onnx_step import OnnxStreamingEnhancer
 
 
 def test_onnx_offline_and_streaming_step_equal_pytorch(tmp_path):

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from speechbrain_dyncp import streaming
-from speechbrain_dyncp.fastpath import FastStreamer, c_available
+from speechbrain_dyncp.streaming import FastStreamer, c_available
 
 from dyncp_fixtures import planted_model  # noqa: F401 (fixture)
 
-BACKENDS = ["numpy", pytest.param("c", marks=pytest.mark.skipif(not c_available(), reason="no gcc"))]
+BACKENDS = ["numpy", pytest.param("c", marks=pytest.mark.skipif(not c_available(), reason="C kernel not built"))]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from speechbrain_dyncp.fastpath import c_available
+from speechbrain_dyncp.streaming import c_available
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_dyncp.py"
 
@@ -30,7 +30,7 @@ def test_mac_table_matches_the_counter(bench, tmp_path):
     assert rows[("full 128/256/3x3", 16)]["gate_overhead_pct"] < 10 < rows[("full 128/256/3x3", 32)]["gate_overhead_pct"]
 
 
-@pytest.mark.skipif(not c_available(), reason="no gcc: no C streams")
+@pytest.mark.skipif(not c_available(), reason="C kernel not built at install: no C streams")
 def test_multistream_and_offline_sections(bench, tmp_path):
     """Two streams, two files, half a second: every path ran, union = gated output, planted gates all used."""
     out = tmp_path / "b.json"

@@ -1,7 +1,8 @@
 /* One STFT frame of the DynCP enhancer (front-end -> gated TCN -> mask), skipping pruned channels.
  *
- * Compiled on demand by speechbrain_dyncp/fastpath.py (gcc -O3 -march=native, reassociation flags),
- * with REAL = float or double. Why C: per frame, PyTorch / NumPy spend more time dispatching
+ * Compiled at install time by setup.py into speechbrain_dyncp/streaming/_dyncp_frame_{float,double}
+ * (-O3 -march=native, reassociation flags, REAL = float or double) and loaded with ctypes by
+ * speechbrain_dyncp/streaming/kernel.py. Why C: per frame, PyTorch / NumPy spend more time dispatching
  * their ~25 small ops per block than multiplying, which hides the MACs that pruning saves.
  * Here a pruned channel costs one score comparison: its W1 row, depthwise taps and W2
  * column are never touched.
@@ -18,6 +19,12 @@
 #ifndef REAL
 #define REAL float
 #endif
+#ifndef DYNCP_SOURCE_SHA1
+#define DYNCP_SOURCE_SHA1 "unknown"
+#endif
+
+/* SHA-1 of this file when it was built (setup.py): kernel.py refuses a kernel of another version */
+const char *dyncp_source_sha1(void) { return DYNCP_SOURCE_SHA1; }
 
 /* float kernels call the float libm functions: exp() on a float promotes to double, and the
  * back-end's 257 sigmoids are a visible share of a pruned frame */
@@ -152,7 +159,7 @@ void dyncp_frame_spec(Net *net, REAL *spec, REAL *feats, REAL *mask, REAL compre
  * The whole per-frame stream step in C: window -> real FFT -> network -> mask -> inverse real
  * FFT -> window -> overlap-add. Why: with the network in C, a small model's frame costs less
  * in the kernel than in the ~10 NumPy calls around it (rfft, irfft, windowing, buffers), which
- * then hide the saving of pruning. n = n_fft must be a power of two (else fastpath.py keeps
+ * then hide the saving of pruning. n = n_fft must be a power of two (else streaming/fast.py keeps
  * NumPy's FFT). The real FFT of n points runs as a complex FFT of m = n/2 points on
  * (even + i odd) samples, split into the even/odd spectra afterwards.
  */

@@ -7,15 +7,10 @@ Use::
         out = model.forward_streaming(chunk, ctx)   # [B, S]
     tail = model.finish_streaming(ctx)        # [B, latency]
 
-Alignment and latency: the offline model uses ``torch.stft(center=True)``, so
-frame t covers samples ``[t*hop - n_fft/2, t*hop + n_fft/2)``; it can be
-computed once sample ``t*hop + n_fft/2 - 1`` has arrived, and after it the
-output before sample ``(t+1)*hop - n_fft/2`` is final. The streamer returns
-as many samples as it is given, delayed by a fixed ``ctx.latency = n_fft - 1``
-samples (511 = 31.9 ms at 16 kHz; the smallest fixed delay that always has
-final samples ready), so ``cat(outputs + [tail])[..., latency:]`` equals the
-offline causal output sample for sample (float tolerance). ``finish_streaming``
-zero-pads the end exactly like the offline centred STFT. Binary gates make
+Alignment and latency are those of :class:`~speechbrain_dyncp.streaming.framing.OverlapAdd`
+(the framer every streaming path shares): the output is the offline causal
+output delayed by ``ctx.latency = n_fft - 1`` samples, and ``finish_streaming``
+zero-pads the end like the offline centred STFT. Binary gates make
 "float tolerance" two-sided: in float32 a gate score within rounding of its
 threshold can flip between two implementations and change a few frames
 (bench_dyncp.py reports the fraction; tests use float64, where they agree to
@@ -27,7 +22,7 @@ are computed: their W1 rows, depthwise taps and W2 columns are gathered with
 ``index_select``; the other channels' weights are never read or multiplied.
 With ``skip_pruned=False`` every channel is computed and multiplied by its
 gate (the dense-masked reference). ``ctx.macs`` counts the MACs actually
-executed, with the conventions of :mod:`speechbrain_dyncp.efficiency`.
+executed, with the conventions of :mod:`speechbrain_dyncp.efficiency.macs`.
 
 Weights are snapshotted (eval mode: norms as per-channel affines) when the
 context is made; later weight changes need a new context.
@@ -42,6 +37,8 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from speechbrain_dyncp.streaming.framing import OverlapAdd
 
 
 @dataclass
@@ -80,30 +77,28 @@ class StreamingContext:
     """Mutable state carried across :meth:`DynCPEnhancer.forward_streaming` calls."""
 
     blocks: List[BlockState]
-    in_buf: Tensor
-    """[B, S]: input not yet consumed by a complete frame; starts with n_fft/2 zeros (centre pad)."""
-    ola_num: Tensor
-    """[B, n_fft - hop]: pending overlap-add of the windowed output frames."""
-    ola_den: Tensor
-    """[B, n_fft - hop]: pending overlap-add of the squared window (the iSTFT normaliser)."""
-    out_buf: Tensor
-    """[B, S]: final output samples not yet returned; starts with ``latency`` zeros."""
     plans: List[BlockPlan]
-    latency: int
-    """Fixed delay in samples between input and returned output (n_fft - 1)."""
+    ola: OverlapAdd
+    """Input buffer, framing and overlap-add ([B, S] tensors)."""
     group_frames: int = 1
     """Frames processed together; channels are gathered per group (union of its gates)."""
     skip_pruned: bool = True
-    trim: int = 0
-    """Output samples still to drop (the n_fft/2 centre padding)."""
-    samples_in: int = 0
-    frames_done: int = 0
     macs: int = 0
     """MACs executed so far (front, back, gates, gathered channels)."""
     finished: bool = False
     gates: List[Tensor] = field(default_factory=list)
     """When ``keep_gates``: per group, [B, L, F, H] gates (for checks / probes)."""
     keep_gates: bool = False
+
+    @property
+    def latency(self) -> int:
+        """Fixed delay in samples between input and returned output (n_fft - 1)."""
+        return self.ola.latency
+
+    @property
+    def frames_done(self) -> int:
+        """STFT frames computed so far."""
+        return self.ola.frames_done
 
 
 def _affine(bn):
@@ -149,16 +144,13 @@ def make_context(model, batch_size: int = 1, group_frames: int = 1, skip_pruned:
                    torch.zeros(batch_size, tcn.channels, (tcn.gates[i].window - 1) if tcn.gated else 0, **kw))
         for i, blk in enumerate(tcn.blocks)
     ]
-    n_fft, hop = model.n_fft, model.hop_length
     return StreamingContext(
-        blocks=blocks, in_buf=torch.zeros(batch_size, n_fft // 2, **kw),
-        ola_num=torch.zeros(batch_size, n_fft - hop, **kw), ola_den=torch.zeros(batch_size, n_fft - hop, **kw),
-        out_buf=torch.zeros(batch_size, n_fft - 1, **kw), plans=block_plans(model), latency=n_fft - 1,
-        group_frames=group_frames, skip_pruned=skip_pruned, trim=n_fft // 2, keep_gates=keep_gates,
+        blocks=blocks, plans=block_plans(model), ola=OverlapAdd(w, model.hop_length, (batch_size,)),
+        group_frames=group_frames, skip_pruned=skip_pruned, keep_gates=keep_gates,
     )
 
 
-def _gate(plan: BlockPlan, st: BlockState, src: Tensor) -> Tensor:
+def step_gate(plan: BlockPlan, st: BlockState, src: Tensor) -> Tensor:
     """Binary gates [B, H, F] from gate input ``src`` [B, C, F]; updates the pooling state."""
     if plan.window > 1:
         seq = torch.cat([st.gate_hist, src], -1)
@@ -172,7 +164,7 @@ def _gate(plan: BlockPlan, st: BlockState, src: Tensor) -> Tensor:
     return (h - plan.threshold > 0).to(src.dtype)
 
 
-def _block(plan: BlockPlan, st: BlockState, x: Tensor, g: Optional[Tensor], skip: bool):
+def step_block(plan: BlockPlan, st: BlockState, x: Tensor, g: Optional[Tensor], skip: bool):
     """One block on x [B, C, F]; returns (y, channels computed)."""
     n_frames, hidden = x.shape[-1], plan.w1.shape[0]
     if g is not None and skip:
@@ -218,11 +210,11 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
     for plan, st, gate in zip(ctx.plans, ctx.blocks, tcn.gates if tcn.gated else [None] * tcn.n_gated):
         g = None
         if gate is not None:
-            g = _gate(plan, st, src0 if tcn.gate_input == "features" else x)
+            g = step_gate(plan, st, src0 if tcn.gate_input == "features" else x)
             macs += (2 * tcn.channels if plan.window > 1 else 0) + sum(w.numel() for w in plan.gate_w)
             if ctx.keep_gates:
                 gates.append(g)
-        x, n_act = _block(plan, st, x, g, ctx.skip_pruned)
+        x, n_act = step_block(plan, st, x, g, ctx.skip_pruned)
         macs += n_act * per_ch
     ctx.macs += macs * n
     if gates:
@@ -232,64 +224,35 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
 
 
 def _run(model, ctx: StreamingContext) -> None:
-    """Consume every complete frame in ``ctx.in_buf``; append final samples to ``ctx.out_buf``."""
-    n_fft, hop = model.n_fft, model.hop_length
-    avail = (ctx.in_buf.shape[-1] - n_fft) // hop + 1
-    if avail <= 0:
+    """Compute every complete input frame, in groups of ``ctx.group_frames``."""
+    frames = ctx.ola.frames()  # B, F, n_fft
+    if not frames.shape[1]:
         return
-    frames = ctx.in_buf[:, : (avail - 1) * hop + n_fft].unfold(-1, n_fft, hop).transpose(1, 2)
-    ctx.in_buf = ctx.in_buf[:, avail * hop:]
-    outs = [_frames(model, ctx, f) for f in frames.split(ctx.group_frames, dim=-1)]
-    out = torch.cat(outs, -1)  # B, n_fft, avail
-    full = (avail - 1) * hop + n_fft
-    env = (model.window**2)[None, :, None].expand(1, n_fft, avail)
-    num = F.fold(out, (1, full), (1, n_fft), stride=(1, hop)).flatten(1)
-    den = F.fold(env, (1, full), (1, n_fft), stride=(1, hop)).flatten(1)
-    carry = n_fft - hop
-    num[:, :carry] += ctx.ola_num
-    den = den + F.pad(ctx.ola_den, (0, full - carry))
-    ctx.ola_num, ctx.ola_den = num[:, avail * hop:], den[:, avail * hop:]
-    _emit(ctx, num[:, : avail * hop], den[:, : avail * hop])
-    ctx.frames_done += avail
+    for group in frames.split(ctx.group_frames, dim=1):
+        out = _frames(model, ctx, group.transpose(1, 2))  # B, n_fft, G
+        for k in range(out.shape[-1]):
+            ctx.ola.add(out[..., k])
 
 
-def _emit(ctx: StreamingContext, num: Tensor, den: Tensor) -> None:
-    out = torch.where(den > 1e-11, num / den.clamp(min=1e-11), torch.zeros_like(num))
-    drop = min(ctx.trim, out.shape[-1])
-    ctx.trim -= drop
-    ctx.out_buf = torch.cat([ctx.out_buf, out[:, drop:]], -1)
-
-
+@torch.no_grad()
 def forward_streaming(model, chunk: Tensor, ctx: StreamingContext) -> Tensor:
     """Feed ``chunk`` ``[B, S]`` (any S >= 0); return ``[B, S]`` output delayed by ``ctx.latency``."""
     if ctx.finished:
         raise ValueError("This streaming context is finished; make a new one.")
-    if chunk.ndim != 2 or chunk.shape[0] != ctx.in_buf.shape[0]:
-        raise ValueError(f"forward_streaming expects [batch={ctx.in_buf.shape[0]}, samples], "
-                         f"got {tuple(chunk.shape)}.")
-    s = chunk.shape[-1]
-    ctx.in_buf = torch.cat([ctx.in_buf, chunk.to(ctx.in_buf.dtype)], -1)
-    ctx.samples_in += s
+    batch = ctx.ola.in_buf.shape[0]
+    if chunk.ndim != 2 or chunk.shape[0] != batch:
+        raise ValueError(f"forward_streaming expects [batch={batch}, samples], got {tuple(chunk.shape)}.")
+    ctx.ola.push(chunk.to(ctx.ola.in_buf.dtype))
     _run(model, ctx)
-    out, ctx.out_buf = ctx.out_buf[:, :s], ctx.out_buf[:, s:]
-    return out
+    return ctx.ola.pull(chunk.shape[-1])
 
 
+@torch.no_grad()
 def finish_streaming(model, ctx: StreamingContext) -> Tensor:
     """Flush the end (zero padding as the offline centred STFT); returns the last ``latency`` samples."""
     if ctx.finished:
         raise ValueError("This streaming context is already finished.")
-    n_fft, hop = model.n_fft, model.hop_length
-    todo = 1 + ctx.samples_in // hop - ctx.frames_done  # offline frame count minus frames done
-    if todo > 0:
-        need = (todo - 1) * hop + n_fft
-        ctx.in_buf = F.pad(ctx.in_buf, (0, max(0, need - ctx.in_buf.shape[-1])))
-        _run(model, ctx)
-    left = ctx.latency + ctx.trim - ctx.out_buf.shape[-1]  # tail samples still owed
-    _emit(ctx, ctx.ola_num[:, :left], ctx.ola_den[:, :left])
+    ctx.ola.end()
+    _run(model, ctx)
     ctx.finished = True
-    out, ctx.out_buf = ctx.out_buf, ctx.out_buf[:, :0]
-    return out
-
-
-_plan = block_plans  # older name, kept for callers that import it
+    return ctx.ola.tail()

@@ -1,0 +1,203 @@
+"""The one framer and overlap-add of every streaming path (PyTorch engine, NumPy / C streamer, ONNX step).
+
+Alignment is the offline model's ``torch.stft(center=True)``: frame t covers
+samples ``[t*hop - n_fft/2, t*hop + n_fft/2)``, so the input starts with
+``n_fft/2`` zeros. A frame can be computed once its last sample has arrived,
+and after it the output before sample ``(t+1)*hop - n_fft/2`` is final. Output
+leaves with a fixed delay of ``latency = n_fft - 1`` samples (31.9 ms at 16 kHz
+for n_fft 512; the smallest fixed delay that always has final samples ready),
+so ``cat(outputs + [tail])[..., latency:]`` is the offline output sample for
+sample. :meth:`OverlapAdd.end` zero-pads the end exactly like the offline
+centred STFT. The overlap-add is the weighted one of ``torch.istft``: the sum
+of the windowed output frames divided by the sum of the squared windows.
+
+The arrays are those of ``window``: NumPy (the batch-1 streamers, samples
+``[S]``) or torch (the batched engine, samples ``[B, S]``).
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import numpy as np
+import torch
+
+
+def _cat(parts):
+    return np.concatenate(parts, -1) if isinstance(parts[0], np.ndarray) else torch.cat(parts, -1)
+
+
+def _copy(a):
+    return a.copy() if isinstance(a, np.ndarray) else a.clone()
+
+
+class OverlapAdd:
+    """Input buffer, STFT framing and overlap-add of one (batch of) stream(s).
+
+    The caller computes each frame: it takes the complete input frames from
+    :meth:`frames`, and gives back each windowed output frame with :meth:`add`
+    (or adds it into :attr:`num` itself and calls :meth:`advance`, as the C
+    step does).
+
+    Arguments
+    ---------
+    window : numpy.ndarray or torch.Tensor
+        ``[n_fft]`` analysis (= synthesis) window; sets the array type and dtype.
+    hop : int
+        Hop length; must divide ``n_fft``.
+    batch : tuple
+        Leading shape of the samples (``()`` for one NumPy stream, ``(B,)`` for torch).
+
+    Example
+    -------
+    >>> n, hop = 8, 4
+    >>> window = np.hanning(n + 1)[:n]
+    >>> ola = OverlapAdd(window, hop)
+    >>> x = np.random.default_rng(0).standard_normal(30)
+    >>> def run():
+    ...     for frame in ola.frames():
+    ...         ola.add(frame * window * window)  # an identity "network"
+    >>> outs = []
+    >>> for chunk in np.array_split(x, 4):
+    ...     ola.push(chunk)
+    ...     run()
+    ...     outs.append(ola.pull(len(chunk)))
+    >>> ola.end(); run()
+    >>> y = np.concatenate(outs + [ola.tail()])
+    >>> len(y) == len(x) + ola.latency and bool(np.allclose(y[ola.latency:], x))
+    True
+    """
+
+    def __init__(self, window, hop: int, batch: tuple = ()):
+        n = window.shape[-1]
+        if n % hop:
+            raise ValueError(f"the stream framer needs n_fft divisible by the hop, got {n} and {hop}.")
+        self.n_fft, self.hop, self.latency = n, hop, n - 1
+        self.window, self.win2 = window, window**2
+        self.inv_env = 1 / self.win2.reshape(-1, hop).sum(0)  # interior window energy, inverted
+        if isinstance(window, np.ndarray):
+            self._zeros = lambda size: np.zeros((*batch, size), window.dtype)  # noqa: E731
+        else:
+            self._zeros = lambda size: window.new_zeros((*batch, size))  # noqa: E731
+        self.in_buf = self._zeros(n // 2)  # the centre padding
+        self.num, self.den = self._zeros(n), self._zeros(n)
+        self.out_buf, self._pending = self._zeros(self.latency), []
+        self.trim = n // 2  # output samples still to drop (the centre padding)
+        self.samples_in = self.frames_done = 0
+
+    def push(self, chunk) -> None:
+        """Append input samples ``[..., S]``."""
+        self.in_buf = _cat([self.in_buf, chunk])
+        self.samples_in += chunk.shape[-1]
+
+    def frames(self):
+        """Every complete input frame not taken yet, ``[..., F, n_fft]`` (views), oldest first."""
+        n, hop, buf = self.n_fft, self.hop, self.in_buf
+        count = max(0, (buf.shape[-1] - n) // hop + 1)
+        self.in_buf = buf[..., count * hop:]
+        if isinstance(buf, np.ndarray):
+            if not count:
+                return np.empty((*buf.shape[:-1], 0, n), buf.dtype)
+            return np.lib.stride_tricks.sliding_window_view(buf, n, axis=-1)[..., : (count - 1) * hop + 1: hop, :]
+        return buf[..., : (count - 1) * hop + n].unfold(-1, n, hop) if count else buf.new_empty((*buf.shape[:-1], 0, n))
+
+    @property
+    def steady(self) -> bool:
+        """True when the next hop of output is interior: every frame over it is in, the padding dropped."""
+        return self.frames_done * self.hop >= self.n_fft - self.hop and not self.trim
+
+    def add(self, y) -> None:
+        """Overlap-add one windowed output frame ``[..., n_fft]`` and move one hop on."""
+        self.num += y
+        self.advance()
+
+    def advance(self, out=None) -> None:
+        """Move one hop on after a frame was added into :attr:`num`.
+
+        ``out``: the hop of output the caller already normalised and took out of
+        :attr:`num` (the C step does so in the :attr:`steady` state).
+        """
+        hop, num = self.hop, self.num
+        if out is not None:
+            self._pending.append(out)
+        else:
+            if self.steady:  # den is needed only at the start and at the end of the stream
+                self._pending.append(num[..., :hop] * self.inv_env)
+            else:
+                self.den += self.win2
+                self._emit(num[..., :hop], self.den[..., :hop])
+                self.den[..., :-hop] = _copy(self.den[..., hop:])
+                self.den[..., -hop:] = 0
+            num[..., :-hop] = _copy(num[..., hop:])  # in place: the C step holds its address
+            num[..., -hop:] = 0
+        self.frames_done += 1
+
+    def _emit(self, num, den) -> None:
+        drop = min(self.trim, num.shape[-1])
+        self.trim -= drop
+        num, den = num[..., drop:], den[..., drop:]
+        self._pending.append(num / den.clip(min=1e-11) * (den > 1e-11))
+
+    def _collect(self) -> None:
+        if self._pending:  # one concatenation per call, not per frame (a whole file at once was quadratic)
+            self.out_buf = _cat([self.out_buf, *self._pending])
+            self._pending = []
+
+    def pull(self, size: int):
+        """The next ``size`` output samples ``[..., size]``."""
+        self._collect()
+        out, self.out_buf = self.out_buf[..., :size], self.out_buf[..., size:]
+        return out
+
+    def end(self) -> None:
+        """End of input: zero-pad so the frames of the offline centred STFT are all complete."""
+        todo = 1 + self.samples_in // self.hop - self.frames_done  # offline frame count minus frames done
+        if todo > 0:
+            need = (todo - 1) * self.hop + self.n_fft - self.in_buf.shape[-1]
+            self.in_buf = _cat([self.in_buf, self._zeros(max(0, need))])
+
+    def tail(self):
+        """After :meth:`end` and the last frames: every output sample still owed (``latency`` of them)."""
+        self._collect()
+        n, hop = self.n_fft, self.hop
+        left = self.latency + self.trim - self.out_buf.shape[-1]
+        den = self._zeros(n)  # window energy of the frames already added over the samples left
+        for k in range(1, n // hop):
+            if self.frames_done - k >= 0:
+                den[..., : n - k * hop] += self.win2[k * hop:]
+        self._emit(self.num[..., :left], den[..., :left])
+        self._collect()
+        out, self.out_buf = self.out_buf, self.out_buf[..., :0]
+        return out
+
+
+class FrameStream:
+    """Chunks in, enhanced chunks out, for the batch-1 NumPy streamers: a subclass sets
+    ``self.ola`` (an :class:`OverlapAdd` over NumPy arrays) and ``self.dtype``, and computes
+    one frame in ``_frame(frame)`` (adding its output to ``self.ola``)."""
+
+    @property
+    def latency(self) -> int:
+        """Delay in samples between input and output (``n_fft - 1``)."""
+        return self.ola.latency
+
+    @property
+    def frames_done(self) -> int:
+        """STFT frames computed so far."""
+        return self.ola.frames_done
+
+    def _run(self) -> None:
+        for frame in self.ola.frames():
+            self._frame(frame)
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """Feed samples ``[S]``; returns ``[S]`` output delayed by ``latency`` samples."""
+        chunk = np.asarray(chunk, self.dtype)
+        self.ola.push(chunk)
+        self._run()
+        return self.ola.pull(len(chunk))
+
+    def finish(self) -> np.ndarray:
+        """Flush the end (zero padding as the offline centred STFT); returns the last ``latency`` samples."""
+        self.ola.end()
+        self._run()
+        return self.ola.tail()
