@@ -34,11 +34,8 @@ def build(name, args):
     """(pooling, backend) of a named system at the paper's sizes."""
     from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-    from speechbrain_dyncp.lobes.layer_pooling import (
-        AttentiveStatisticsTemporalPooling,
-        LayerAttentivePooling,
-        WeightedSumLayerPooling,
-    )
+    from speechbrain_dyncp.lobes.layer_pooling import LayerAttentivePooling, WeightedSumLayerPooling
+    from speechbrain_dyncp.lobes.temporal_pooling import AttentiveStatisticsTemporalPooling
 
     if name == "lap_astp":
         pool = LayerAttentivePooling(args.layers, args.dim, out_channels=512, n_heads=16, dropout=0.1)

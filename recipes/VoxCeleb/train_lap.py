@@ -4,12 +4,13 @@
 Usage::
 
     python recipes/VoxCeleb/train_lap.py hparams/VoxCeleb/train_lap.yaml [--phase=frozen|finetune|lmft]
-        [--pooling=lap|weighted_sum] [--key=value ...]
+        [--pooling=<a key of poolings: in the YAML>] [--key=value ...]
 
 One run is one phase of the paper's schedule; ``phase`` selects the values
 listed under ``phases:`` in the YAML (command-line keys win), and phases 2
 and 3 start from the best checkpoint of the previous phase (``init_from``).
-The model is ``SSLFrontEnd -> layer pooling -> backend`` with a sub-centre
+The model is ``SSLFrontEnd -> layer pooling -> backend`` (the YAML's
+``poolings[<pooling>]``, see :func:`build_model`) with a sub-centre
 AAM head (speakers x speed classes); the per-epoch validation metric is
 speaker-ID error on held-out chunks (the paper selects epochs on the test
 lists; we do not). At the end the best checkpoint is scored on the trial
@@ -66,15 +67,15 @@ def phase_overrides(hparams_file, overrides: str) -> str:
     str
         YAML overrides: the phase's values, then the command line on top.
     """
-    cli = yaml.safe_load(overrides) or {} if overrides else {}
+    cli = yaml.load(overrides, Loader=_TagsAsNone) or {} if overrides else {}  # only its keys are used
     with open(hparams_file) as fin:
         resolved = yaml.load(resolve_references(fin, overrides), Loader=_TagsAsNone)
     phase = resolved["phase"]
     if phase not in resolved["phases"]:
         raise ValueError(f"Unknown phase {phase!r}; choose from {sorted(resolved['phases'])}")
     merged = {k: v for k, v in resolved["phases"][phase].items() if k not in cli}
-    merged.update(cli)
-    return yaml.safe_dump(merged)
+    # the command line is appended as written, so its tags (e.g. a `!name:` pooling) survive
+    return "\n".join(part for part in (yaml.safe_dump(merged) if merged else "", overrides or "") if part)
 
 
 def warmup_cosine_lr(step: int, total: int, lr_max: float, lr_min: float, warmup_frac: float) -> float:
@@ -90,14 +91,29 @@ def warmup_cosine_lr(step: int, total: int, lr_max: float, lr_min: float, warmup
 
 
 def build_model(hparams) -> SSLSpeakerModel:
-    """Front-end from the YAML, pooling and backend picked by ``pooling`` and sized by ``model_size``."""
-    if hparams["pooling"] not in hparams["backends"]:
-        raise ValueError(f"Unknown pooling {hparams['pooling']!r}; choose from {sorted(hparams['backends'])}")
-    pool_cls, backend_cls = hparams["backends"][hparams["pooling"]]
-    lap_kw, ecapa_kw = hparams["lap_sizes"][hparams["model_size"]], hparams["ecapa_sizes"][hparams["model_size"]]
-    if hparams["pooling"] == "lap":
-        return SSLSpeakerModel.build(hparams["frontend"], pool_cls, backend_cls, pooling_kwargs=lap_kw)
-    return SSLSpeakerModel.build(hparams["frontend"], pool_cls, backend_cls, backend_kwargs=ecapa_kw)
+    """Front-end, layer pooling and backend from the YAML: the entry ``poolings[<pooling>]``.
+
+    Its ``layer_pooling`` is sized from the front-end and its ``backend`` from the
+    pooling (:meth:`SSLSpeakerModel.build`), with the extra constructor arguments
+    of ``sizes[<model_size>]``. No pooling is named here: a new one is its class
+    plus an entry under ``poolings:``.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded recipe hparams (``frontend``, ``poolings``, ``pooling``, ``model_size``).
+
+    Returns
+    -------
+    SSLSpeakerModel
+    """
+    if hparams["pooling"] not in hparams["poolings"]:
+        raise ValueError(f"Unknown pooling {hparams['pooling']!r}; choose from {sorted(hparams['poolings'])} "
+                         "or add an entry under `poolings:` in the YAML")
+    entry = hparams["poolings"][hparams["pooling"]]
+    sizes = (entry.get("sizes") or {}).get(hparams["model_size"]) or {}
+    return SSLSpeakerModel.build(hparams["frontend"], entry["layer_pooling"], entry["backend"],
+                                 pooling_kwargs=sizes.get("layer_pooling"), backend_kwargs=sizes.get("backend"))
 
 
 def model_recoverables(model, classifier, include_frontend):

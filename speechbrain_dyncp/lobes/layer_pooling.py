@@ -1,11 +1,18 @@
-"""Pooling over the layers of an SSL model: LAP, its ASTP backend, SUPERB sum.
+"""Pooling over the layers of an SSL model: LAP and the SUPERB weighted sum.
 
 Layer Attentive Pooling (LAP; Kim et al., Interspeech 2025) scores every layer
 of a pre-trained speech model per frame and per head, re-weights the layers
-and max-pools across them. Attentive statistics temporal pooling (ASTP) then
-turns the frames into a speaker embedding. The SUPERB weighted sum (one
-softmax weight per layer for the whole corpus) is the baseline, behind the
-same interface, so either can feed ASTP or SpeechBrain's ``ECAPA_TDNN``.
+and max-pools across them; attentive statistics temporal pooling (ASTP,
+:mod:`speechbrain_dyncp.lobes.temporal_pooling`) then turns the frames into a
+speaker embedding. The SUPERB weighted sum (one softmax weight per layer for
+the whole corpus) is the baseline, behind the same interface, so either can
+feed ASTP or SpeechBrain's ``ECAPA_TDNN``.
+
+A layer pooling is any module built as ``cls(n_layers=L, input_size=D, **kwargs)``
+with ``forward(hidden_states [B, L, T, D], lengths) -> [B, T, C]`` and
+``get_out_dim() -> C`` (``layer_scores`` for the plots is optional). Adding one
+is that class plus an entry under ``poolings:`` in the recipe's YAML
+(``hparams/VoxCeleb/train_lap.yaml``); no recipe code names a pooling.
 
 Conventions (SpeechBrain): hidden states ``[B, L, T, D]`` (batch, layers,
 frames, channels; SpeechBrain's SSL wrappers return ``[L, B, T, D]``, see
@@ -25,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_dyncp.lengths import length_mask
+from speechbrain_dyncp.lobes.temporal_pooling import frame_mask, masked_batch_norm
 
 
 def to_batch_first(hidden_states: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
@@ -56,50 +63,6 @@ def to_batch_first(hidden_states: Union[torch.Tensor, Sequence[torch.Tensor]]) -
             f"Expected hidden states [L, B, T, D], got {tuple(hidden_states.shape)}"
         )
     return hidden_states.transpose(0, 1)
-
-
-def masked_batch_norm(bn: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Batch-normalise channel-last ``x`` using only the unmasked positions.
-
-    In training the statistics (and running averages) come from the valid
-    positions only; in eval every position is normalised with the running
-    statistics. Masked positions are zero in the output.
-
-    Arguments
-    ---------
-    bn : torch.nn.BatchNorm1d
-        Normalisation over the last axis of ``x`` (``num_features = C``).
-    x : torch.Tensor
-        ``[..., C]``.
-    mask : torch.Tensor, optional
-        Bool, broadcastable to ``x.shape[:-1]``; True on valid positions.
-
-    Returns
-    -------
-    torch.Tensor
-        Same shape as ``x``.
-
-    Example
-    -------
-    >>> bn = nn.BatchNorm1d(3, affine=False)
-    >>> x = torch.randn(2, 5, 3)
-    >>> mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
-    >>> y = masked_batch_norm(bn, x, mask)
-    >>> torch.allclose(y[mask].mean(0), torch.zeros(3), atol=1e-6), bool((y[~mask] == 0).all())
-    (True, True)
-    """
-    n_ch = x.shape[-1]
-    if mask is None:
-        return bn(x.reshape(-1, n_ch)).reshape(x.shape)
-    mask = mask.expand(x.shape[:-1])
-    out = x.new_zeros(x.shape)
-    out[mask] = bn(x[mask])
-    return out
-
-
-def _frame_mask(x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
-    """Valid-frame mask ``[B, T]`` for ``x`` of shape ``[B, ..., T, D]``."""
-    return length_mask(lengths, x.shape[-2], x.shape[0], device=x.device)
 
 
 class LayerAttentivePooling(nn.Module):
@@ -203,7 +166,7 @@ class LayerAttentivePooling(nn.Module):
         torch.Tensor
             ``[B, T, out_channels]``, zero on padded frames.
         """
-        mask = _frame_mask(hidden_states, lengths)
+        mask = frame_mask(hidden_states, lengths)
         x = self._heads(hidden_states, mask)  # B, T, h, d, L
         s = self.score_dropout(self._scores(x))  # B, T, h, L
         y = (x * s.unsqueeze(3)).amax(dim=-1)  # re-weight THEN max over layers
@@ -226,7 +189,7 @@ class LayerAttentivePooling(nn.Module):
         torch.Tensor
             ``[B, T, n_heads, L]`` in (0, 1); zero on padded frames.
         """
-        mask = _frame_mask(hidden_states, lengths)
+        mask = frame_mask(hidden_states, lengths)
         s = self._scores(self._heads(hidden_states, mask))
         return s * mask[:, :, None, None]
 
@@ -277,7 +240,7 @@ class WeightedSumLayerPooling(nn.Module):
         """
         if hidden_states.shape[1] != self.n_layers:
             raise ValueError(f"Built for {self.n_layers} layers, got {hidden_states.shape[1]} (is LayerDrop off?)")
-        mask = _frame_mask(hidden_states, lengths)
+        mask = frame_mask(hidden_states, lengths)
         x = hidden_states.masked_fill(~mask[:, None, :, None], 0.0)
         return torch.einsum("bltd,l->btd", x, torch.softmax(self.layer_logits, dim=0))
 
@@ -298,115 +261,6 @@ class WeightedSumLayerPooling(nn.Module):
             ``[B, T, 1, L]``.
         """
         B, L, T, _ = hidden_states.shape
-        mask = _frame_mask(hidden_states, lengths)
+        mask = frame_mask(hidden_states, lengths)
         w = torch.softmax(self.layer_logits, dim=0).expand(B, T, 1, L)
         return w * mask[:, :, None, None]
-
-
-class AttentiveStatisticsTemporalPooling(nn.Module):
-    """ASTP: channel-wise attentive mean/std over time, then a 192-d embedding.
-
-    Attention logits come from ``[x, mean_t x, std_t x]`` (global context,
-    over valid frames only) through Linear(3C -> a) -> ReLU -> BN -> Linear(a -> C).
-    In training whole frames are dropped from the softmax with probability
-    ``frame_dropout``. Weighted mean and std (clamped at 1e-4 variance) are
-    concatenated, batch-normalised and projected: Linear(2C -> E) -> BN.
-
-    Arguments
-    ---------
-    input_size : int
-        Channels C per frame.
-    lin_neurons : int
-        Embedding size E.
-    attention_channels : int, optional
-        Hidden width a of the attention MLP (default C // 2).
-    frame_dropout : float
-        Probability of removing a frame from the attention in training.
-
-    Example
-    -------
-    >>> astp = AttentiveStatisticsTemporalPooling(input_size=16, lin_neurons=8)
-    >>> astp(torch.randn(3, 20, 16), torch.tensor([1.0, 0.7, 0.4])).shape
-    torch.Size([3, 1, 8])
-    """
-
-    def __init__(self, input_size: int, lin_neurons: int = 192, attention_channels: Optional[int] = None, frame_dropout: float = 0.1):
-        super().__init__()
-        att = attention_channels or max(1, input_size // 2)
-        self.frame_dropout = frame_dropout
-        self.att_in = nn.Linear(3 * input_size, att)
-        self.att_norm = nn.BatchNorm1d(att)
-        self.att_out = nn.Linear(att, input_size)
-        self.stats_norm = nn.BatchNorm1d(2 * input_size)
-        self.embed = nn.Linear(2 * input_size, lin_neurons)
-        self.embed_norm = nn.BatchNorm1d(lin_neurons)
-
-    def get_out_dim(self) -> int:
-        """Embedding size."""
-        return self.embed.out_features
-
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Pool frames ``[B, T, C]`` into embeddings ``[B, 1, E]``.
-
-        Arguments
-        ---------
-        x : torch.Tensor
-            ``[B, T, C]``.
-        lengths : torch.Tensor, optional
-            Relative lengths ``[B]``.
-
-        Returns
-        -------
-        torch.Tensor
-            ``[B, 1, lin_neurons]``.
-        """
-        mask = _frame_mask(x, lengths)  # B, T
-        m = mask.unsqueeze(-1).to(x.dtype)
-        x = x * m  # padding (even NaN-free huge values) never enters a sum
-        n = m.sum(dim=1, keepdim=True)  # B, 1, 1
-        mean = x.sum(dim=1, keepdim=True) / n
-        var = (((x - mean) * m) ** 2).sum(dim=1, keepdim=True) / (n - 1).clamp(min=1)  # unbiased
-        context = torch.cat([x, mean.expand_as(x), var.clamp(min=1e-8).sqrt().expand_as(x)], dim=-1)
-        h = masked_batch_norm(self.att_norm, F.relu(self.att_in(context)), mask)
-        logits = self.att_out(h)  # B, T, C
-        keep = mask
-        if self.training and self.frame_dropout > 0:
-            keep = mask & (torch.rand(mask.shape, device=x.device) >= self.frame_dropout)
-        # dropped frames get the dtype minimum (uniform if all are dropped), padding -inf
-        logits = logits.masked_fill(~keep.unsqueeze(-1), torch.finfo(logits.dtype).min)
-        alpha = torch.softmax(logits.masked_fill(~mask.unsqueeze(-1), float("-inf")), dim=1)
-        mu = (alpha * x).sum(dim=1)
-        sigma = ((alpha * x * x).sum(dim=1) - mu**2).clamp(min=1e-4).sqrt()
-        stats = self.stats_norm(torch.cat([mu, sigma], dim=-1))  # B, 2C
-        return self.embed_norm(self.embed(stats)).unsqueeze(1)
-
-
-LAYER_POOLINGS = {"lap": LayerAttentivePooling, "weighted_sum": WeightedSumLayerPooling}
-
-
-def make_layer_pooling(name: str, n_layers: int, input_size: int, **kwargs) -> nn.Module:
-    """Build a layer pooling by name (``"lap"`` or ``"weighted_sum"``).
-
-    Arguments
-    ---------
-    name : str
-        Key of :data:`LAYER_POOLINGS`.
-    n_layers : int
-        Hidden states L.
-    input_size : int
-        Channels D.
-    **kwargs
-        Passed to LAP (ignored keys raise for the weighted sum).
-
-    Returns
-    -------
-    torch.nn.Module
-
-    Example
-    -------
-    >>> make_layer_pooling("weighted_sum", 3, 8).get_out_dim()
-    8
-    """
-    if name not in LAYER_POOLINGS:
-        raise ValueError(f"Unknown layer pooling {name!r}; choose from {sorted(LAYER_POOLINGS)}.")
-    return LAYER_POOLINGS[name](n_layers=n_layers, input_size=input_size, **kwargs)

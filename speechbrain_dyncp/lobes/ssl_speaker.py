@@ -33,7 +33,7 @@ class SSLSpeakerModel(nn.Module):
     Example
     -------
     >>> from speechbrain_dyncp.lobes.layer_pooling import LayerAttentivePooling as LAP
-    >>> from speechbrain_dyncp.lobes.layer_pooling import AttentiveStatisticsTemporalPooling as ASTP
+    >>> from speechbrain_dyncp.lobes.temporal_pooling import AttentiveStatisticsTemporalPooling as ASTP
     >>> from speechbrain_dyncp.lobes.ssl_frontend import SSLFrontEnd, make_tiny_ssl_model
     >>> fe = SSLFrontEnd(make_tiny_ssl_model(getfixture("tmp_path") / "m"))
     >>> model = SSLSpeakerModel.build(fe, LAP, ASTP, pooling_kwargs={"out_channels": 16, "n_heads": 4},

@@ -1,16 +1,12 @@
-"""Properties of LAP, ASTP and the SUPERB weighted sum (lobes/layer_pooling.py)."""
+"""Properties of LAP, the SUPERB weighted sum (lobes/layer_pooling.py) and ASTP (lobes/temporal_pooling.py)."""
 
 import copy
 
 import pytest
 import torch
 
-from speechbrain_dyncp.lobes.layer_pooling import (
-    AttentiveStatisticsTemporalPooling,
-    LayerAttentivePooling,
-    WeightedSumLayerPooling,
-    to_batch_first,
-)
+from speechbrain_dyncp.lobes.layer_pooling import LayerAttentivePooling, WeightedSumLayerPooling, to_batch_first
+from speechbrain_dyncp.lobes.temporal_pooling import AttentiveStatisticsTemporalPooling
 
 
 def _randomise(module, seed=0):

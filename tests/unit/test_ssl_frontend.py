@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from speechbrain_dyncp.lobes.layer_pooling import AttentiveStatisticsTemporalPooling, LayerAttentivePooling
+from speechbrain_dyncp.lobes.layer_pooling import LayerAttentivePooling
+from speechbrain_dyncp.lobes.temporal_pooling import AttentiveStatisticsTemporalPooling
 from speechbrain_dyncp.lobes.ssl_frontend import SSLFrontEnd, make_tiny_ssl_model
 from speechbrain_dyncp.losses.aam import SubCenterAAMLoss, SubCenterClassifier
 
