@@ -25,7 +25,8 @@ logger = logging.getLogger("dyncp")
 # Model loading lives in the library (inference/loading.py); re-exported for callers of the CLI module.
 from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, bundled_model_dir, load_enhancer  # noqa: E402,F401
 # The --probes files are written per probe head (probes/outputs.py); re-exported for callers of the CLI module.
-from speechbrain_dyncp.probes.outputs import NOISE_MIN_PROB, drop_signal_estimates, write_probe_outputs  # noqa: E402,F401
+from speechbrain_dyncp.probes.outputs import (  # noqa: E402,F401
+    NOISE_MIN_PROB, drop_signal_estimates, write_probe_outputs)
 
 
 # ---------------------------------------------------------------- enhance

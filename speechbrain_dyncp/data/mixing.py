@@ -13,6 +13,7 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+from torchaudio.functional import add_noise
 
 from speechbrain_dyncp.lengths import length_mask
 
@@ -24,7 +25,8 @@ def mix_at_snr(
     lengths: Optional[torch.Tensor] = None,
     return_noise: bool = False,
 ):
-    """Add ``noise`` to ``clean`` scaled to an exact SNR.
+    """Add ``noise`` to ``clean`` scaled to an exact SNR (``torchaudio.functional.add_noise``
+    in float64, plus shape / silence checks, noise zeroed on padding and the scaled noise).
 
     Arguments
     ---------
@@ -64,9 +66,8 @@ def mix_at_snr(
     if clean.ndim != 2:
         raise ValueError(f"mix_at_snr expects [time] or [batch, time], got {tuple(clean.shape)}")
     batch, time = clean.shape
-    valid = length_mask(lengths, time, batch, clean.device).to(clean.dtype)
-    noise = noise * valid
-    e_clean = (clean.double() * valid).pow(2).sum(-1)
+    valid = length_mask(lengths, time, batch, clean.device)
+    noise = noise * valid.to(noise.dtype)
     e_noise = noise.double().pow(2).sum(-1)
     if bool((e_noise <= 0).any()):
         bad = torch.nonzero(e_noise <= 0).flatten().tolist()
@@ -74,8 +75,9 @@ def mix_at_snr(
     snr = torch.as_tensor(snr_db, dtype=torch.float64, device=clean.device)
     if snr.ndim > 1 or (snr.ndim == 1 and snr.numel() not in (1, batch)):
         raise ValueError(f"snr_db must be a scalar or [batch]={batch} values, got shape {tuple(snr.shape)}")
-    gain = torch.sqrt(e_clean / (e_noise * 10.0 ** (snr / 10.0)))
-    scaled = noise * gain.to(clean.dtype).unsqueeze(-1)
+    # torchaudio's scaling, in float64; the noise was zeroed on padding above (add_noise scales all of it)
+    mixed = add_noise(clean.double(), noise.double(), snr.expand(batch), valid.sum(-1))
+    scaled = (mixed - clean.double()).to(clean.dtype)
     mix = clean + scaled
     if squeeze:
         mix, scaled = mix.squeeze(0), scaled.squeeze(0)
@@ -124,6 +126,9 @@ def reverberate(clean: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
     The RIR is divided by its direct-path sample (its largest absolute value),
     and the output is shifted by that sample's index, so the direct sound
     keeps the clean signal's timing and level (the reverberant tail adds).
+    Not ``speechbrain.processing.signal_processing.reverberate``: its FFT
+    convolution is circular (the tail wraps onto the start, RIRs longer than
+    the signal are cut) and it rescales the output's amplitude instead.
 
     Arguments
     ---------

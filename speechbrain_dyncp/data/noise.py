@@ -22,13 +22,7 @@ import soundfile as sf
 import torch
 
 from speechbrain_dyncp.data.audio import AudioError, audio_info, list_audio_files, resample_array, write_audio
-from speechbrain_dyncp.data.manifest import (
-    already_done,
-    check_not_inside,
-    report_skipped,
-    save_options,
-    write_csv,
-)
+from speechbrain_dyncp.data.manifest import already_done, check_not_inside, report_skipped, save_options, write_csv
 
 logger = logging.getLogger(__name__)
 

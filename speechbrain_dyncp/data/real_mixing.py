@@ -109,6 +109,7 @@ class RealMixer:
             noise = fit_length(wav, speech.numel(), rng).double()
             e_speech = speech[span].double().pow(2).mean()
             e_noise = noise[span].pow(2).mean().clamp(min=1e-20)
+            # not mix_at_snr / torchaudio add_noise: the SNR is over the speech span, the noise covers the pauses too
             noisy = speech + (noise * torch.sqrt(e_speech / (e_noise * 10 ** (float(snr) / 10)))).float()
         rms = float(speech[span].pow(2).mean().sqrt().clamp(min=1e-8))
         gain = 10 ** (rng.uniform(*self.level_range) / 20) / rms

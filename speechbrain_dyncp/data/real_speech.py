@@ -218,6 +218,7 @@ def prepare_noises_rirs(shared: Path, out: Path, skipped: list) -> Dict[str, Pat
         csvs[f"noise_{split}"] = out / f"noise_{split}.csv"
         write_csv(csvs[f"noise_{split}"], ["ID", "duration", "wav", "wav_format", "wav_opts", "noise_class",
                                            "fine_class"], rows)
+    # rooms: not noise.prepare_rir_csv (whole folders listed as they are): split by ROOM_SPLIT, first 2 s, peak 0.99
     rir_rows = {s: [] for s in NOISE_SPLIT}
     rooms = sorted((shared / "rirs").glob("*.wav")) + sorted((shared / "rirs_more").glob("*.flac"))
     for path in rooms:

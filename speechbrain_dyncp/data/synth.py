@@ -40,9 +40,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
+import torch
 from scipy import fft as sp_fft
 
 from speechbrain_dyncp.data import noise_synth, speech_synth
+from speechbrain_dyncp.data.mixing import mix_at_snr, reverberate
 from speechbrain_dyncp.data.corpus_files import make_trials, write_pcm16
 
 logger = logging.getLogger(__name__)
@@ -87,11 +89,15 @@ def _session_id(rng: np.random.Generator) -> str:
 
 
 def _reverb(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
-    """Convolve, keeping alignment to the RIR's direct path (its argmax)."""
-    d = int(np.argmax(np.abs(rir)))
-    m = sp_fft.next_fast_len(len(x) + len(rir) - 1, real=True)
-    y = sp_fft.irfft(sp_fft.rfft(x, m) * sp_fft.rfft(rir / rir[d], m), m)[d : d + len(x)]
+    """:func:`~speechbrain_dyncp.data.mixing.reverberate` (direct path aligned), at the input's RMS."""
+    y = reverberate(torch.from_numpy(x), torch.from_numpy(rir)).numpy()
     return y * np.sqrt(np.mean(x**2) / (np.mean(y**2) + 1e-12))
+
+
+def _add_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``x + noise`` at ``snr_db`` over the whole signal (``mixing.mix_at_snr`` in float64)."""
+    return mix_at_snr(torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(np.asarray(noise, np.float64)),
+                      snr_db).numpy()
 
 
 def _channel(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -105,7 +111,7 @@ def _channel(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         y = _reverb(y, noise_synth.make_rir(rng.uniform(0.15, 0.5), rng, drr_db=rng.uniform(3, 10)))
     kind = "pink" if rng.random() < 0.5 else "white"
     noise = noise_synth.make_noise(kind, len(y), rng)
-    y = y + noise * np.sqrt(np.mean(y**2) / 10 ** (rng.uniform(20, 35) / 10))
+    y = _add_at_snr(y, noise, rng.uniform(20, 35))
     return y * 10 ** (rng.uniform(-6, 3) / 20)
 
 
@@ -175,8 +181,7 @@ def _build_voicebank(root: Path, cfg: dict, seed: int, talkers) -> dict:
                 kind = classes[(s * n_utt + u) % len(classes)]
                 snr = float(snrs[(s * n_utt + u) // len(classes) % len(snrs)])
                 noise = noise_synth.make_noise(kind, len(clean), urng, SR, talkers=talker_wavs)
-                noise = noise * np.sqrt(np.sum(clean**2) / (np.sum(noise**2) * 10 ** (snr / 10)))
-                clean, noisy = _fit_peak(clean, clean + noise)
+                clean, noisy = _fit_peak(clean, _add_at_snr(clean, noise, snr))
                 write_pcm16(root / f"clean_{split}_wav" / f"{utt}.wav", clean)
                 write_pcm16(root / f"noisy_{split}_wav" / f"{utt}.wav", noisy)
                 fv, ff = speech_synth.frame_labels(vad, f0)

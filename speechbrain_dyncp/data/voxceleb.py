@@ -39,13 +39,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from speechbrain_dyncp.data.audio import AudioError, audio_info, read_audio
-from speechbrain_dyncp.data.manifest import (
-    already_done,
-    check_not_inside,
-    report_skipped,
-    save_options,
-    write_csv,
-)
+from speechbrain_dyncp.data.manifest import already_done, check_not_inside, report_skipped, save_options, write_csv
 
 logger = logging.getLogger(__name__)
 

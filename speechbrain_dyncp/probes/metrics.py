@@ -106,7 +106,8 @@ def snr_scores(snr_true, snr_pred) -> dict:
     """
     t, p = np.asarray(snr_true, float), np.asarray(snr_pred, float)
     err = p - t
-    return {"mae_db": float(np.mean(np.abs(err))), "rmse_db": float(np.sqrt(np.mean(err**2))), "r2": _r2(t, p), "n": len(t)}
+    return {"mae_db": float(np.mean(np.abs(err))), "rmse_db": float(np.sqrt(np.mean(err**2))), "r2": _r2(t, p),
+            "n": len(t)}
 
 
 def register_scores(reg_true, reg_pred) -> dict:

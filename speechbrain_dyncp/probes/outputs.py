@@ -11,7 +11,7 @@ import csv
 import json
 from pathlib import Path
 
-from speechbrain_dyncp.probes.heads import HEADS, NOISE_MIN_PROB, head, ordered  # noqa: F401 (NOISE_MIN_PROB re-exported)
+from speechbrain_dyncp.probes.heads import HEADS, NOISE_MIN_PROB, head, ordered  # noqa: F401 (re-exported)
 
 
 def drop_signal_estimates(analysis) -> None:
