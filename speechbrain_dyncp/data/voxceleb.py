@@ -182,7 +182,7 @@ def prepare_voxceleb(
     Returns
     -------
     dict
-        Split name -> CSV path.
+        ``train``, ``dev``, ``enrol``, ``test`` (those of ``splits``) -> CSV path.
 
     Example
     -------

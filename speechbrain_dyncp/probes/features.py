@@ -190,10 +190,8 @@ def rate_features(
 
     Arguments
     ---------
-    gates : torch.Tensor
-        ``[B, L, N, H]`` binary gates.
-    frame_mask : torch.Tensor, optional
-        ``[B, N]`` bool.
+    gates, frame_mask : torch.Tensor
+        As in :func:`frame_features`.
     window : int or None
         None: one row per utterance (mean over its valid frames). Otherwise one
         row per ``stride`` frames, the mean over the last ``window`` valid

@@ -15,6 +15,11 @@ def _r2(t, p) -> float:
     return float(r2_score(t, p)) if len(t) > 1 else float("nan")
 
 
+def _with_r2(t, p, **scores) -> dict:
+    """``scores`` as floats, plus R² and the count ``n``."""
+    return {**{k: float(v) for k, v in scores.items()}, "r2": _r2(t, p), "n": len(t)}
+
+
 def cents(f_est, f_ref) -> np.ndarray:
     """Pitch difference in cents, ``1200*log2(f_est/f_ref)`` (both > 0).
 
@@ -101,13 +106,12 @@ def snr_scores(snr_true, snr_pred) -> dict:
 
     Example
     -------
-    >>> snr_scores([0.0, 10.0], [1.0, 8.0])["mae_db"]
-    1.5
+    >>> s = snr_scores([0.0, 10.0], [1.0, 8.0])
+    >>> s["mae_db"], s["n"]
+    (1.5, 2)
     """
     t, p = np.asarray(snr_true, float), np.asarray(snr_pred, float)
-    err = p - t
-    return {"mae_db": float(np.mean(np.abs(err))), "rmse_db": float(np.sqrt(np.mean(err**2))), "r2": _r2(t, p),
-            "n": len(t)}
+    return _with_r2(t, p, mae_db=np.mean(np.abs(p - t)), rmse_db=np.sqrt(np.mean((p - t) ** 2)))
 
 
 def register_scores(reg_true, reg_pred) -> dict:
@@ -120,8 +124,7 @@ def register_scores(reg_true, reg_pred) -> dict:
     """
     t, p = np.asarray(reg_true, float), np.asarray(reg_pred, float)
     rel = np.abs(p / t - 1)
-    return {"within_10pct": float(np.mean(rel <= 0.10)), "median_rel_error": float(np.median(rel)), "r2": _r2(t, p),
-            "n": len(t)}
+    return _with_r2(t, p, within_10pct=np.mean(rel <= 0.10), median_rel_error=np.median(rel))
 
 
 def generic_scores(y_true, y_pred) -> dict:
