@@ -30,17 +30,19 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_dyncp.brain import DynCPBrain
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
 from speechbrain_dyncp.losses.gradw import GradWLoss
 from speechbrain_dyncp.verification.embedding import load_speaker_scorer
 from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
+from speechbrain_dyncp.verification.training import add_speaker_labels
 
 logger = logging.getLogger(__name__)
 
 
-class GradWBrain(sb.core.Brain):
+class GradWBrain(DynCPBrain):
     """G in front of a frozen E; the only objective is the (Grad-/Equal-W) activation loss."""
 
     def compute_forward(self, batch, stage):
@@ -162,16 +164,9 @@ def dataio_prep(hparams, label_encoder, mixer):
         yield clean
         yield mixer.mix_train(clean, torch.Generator().manual_seed(stable_seed(hparams["seed"], utt_id)))[0]
 
-    @sb.utils.data_pipeline.takes("spk_id")
-    @sb.utils.data_pipeline.provides("spk_id_encoded")
-    def label_pipeline(spk_id):
-        return label_encoder.encode_sequence_torch([spk_id])
-
     train.add_dynamic_item(train_audio)
     valid.add_dynamic_item(valid_audio)
-    for d in (train, valid):
-        d.add_dynamic_item(label_pipeline)
-        d.set_output_keys(["id", "clean_sig", "noisy_sig", "spk_id_encoded"])
+    add_speaker_labels([train, valid], label_encoder, ["clean_sig", "noisy_sig"])
     return train, valid
 
 

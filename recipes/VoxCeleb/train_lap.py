@@ -35,12 +35,9 @@ from hyperpyyaml import load_hyperpyyaml, resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_speaker import dataio_prep  # noqa: E402
-
-from speechbrain_dyncp.brain import DynCPBrain  # noqa: E402
-from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel  # noqa: E402
-from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data, run_verification  # noqa: E402
+from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel
+from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data, run_verification
+from speechbrain_dyncp.verification.training import SpeakerIDBrain, augmentation_csvs, speaker_chunk_datasets
 
 logger = logging.getLogger(__name__)
 
@@ -124,41 +121,7 @@ def model_recoverables(model, classifier, include_frontend):
     return rec
 
 
-AUGMENT_SOURCES = {"noise_csv": "noise", "music_csv": "music", "babble_csv": "speech"}  # musan sub-folders
-
-
-def augmentation_csvs(hparams, corpus=None):
-    """Fill null noise/music/babble/RIR CSVs from the embedded corpus; drop augmenters left without one.
-
-    The paper draws one of noise, music, babble, TV or reverb; here each additive
-    type is one ``AddNoise`` (babble is one speech track, not 4-7) and reverb
-    is ``AddReverb``. Without a CSV, only ``add_noise`` stays (white noise).
-    """
-    from speechbrain_dyncp.data.noise import prepare_noise_csv, prepare_rir_csv
-
-    save = Path(hparams["save_folder"])
-    if corpus is not None:
-        for key, sub in AUGMENT_SOURCES.items():
-            if hparams[key] is None and (corpus.musan / sub).is_dir():
-                run_on_main(prepare_noise_csv, args=[corpus.musan / sub, save / f"{sub}.csv"])
-                hparams[key] = str(save / f"{sub}.csv")
-        if hparams["rir_csv"] is None and corpus.rirs.is_dir():
-            run_on_main(prepare_rir_csv, args=[corpus.rirs, save / "rir.csv"])
-            hparams["rir_csv"] = str(save / "rir.csv")
-    augmenter = hparams["wav_augment"]
-    objects = {"noise_csv": "add_noise", "music_csv": "add_music", "babble_csv": "add_babble", "rir_csv": "add_reverb"}
-    for key, name in objects.items():
-        hparams[name].csv_file = hparams[key]
-    keep = [a for a in augmenter.augmentations.values()
-            if a.csv_file is not None or a is hparams["add_noise"]]
-    for k in [k for k, a in augmenter.augmentations.items() if all(a is not b for b in keep)]:
-        del augmenter.augmentations[k]
-        augmenter.require_lengths.pop(k, None)
-    logger.info("Augmentations: %s", ", ".join(type(a).__name__ + (f"({Path(a.csv_file).stem})" if a.csv_file else
-                                                                    "(white)") for a in keep))
-
-
-class LAPBrain(DynCPBrain):
+class LAPBrain(SpeakerIDBrain):
     """SSL + layer pooling + AAM; speed-perturbed batches are extra speaker classes."""
 
     def compute_forward(self, batch, stage):
@@ -211,20 +174,9 @@ class LAPBrain(DynCPBrain):
         if should_step:
             self.hparams.margin_scheduler.step()
 
-    def on_stage_start(self, stage, epoch=None):
-        if stage != sb.Stage.TRAIN:
-            self.error_metrics = self.hparams.error_stats()
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        if stage == sb.Stage.TRAIN:
-            self.train_loss = stage_loss
-            return
-        stats = {"loss": stage_loss, "ErrorRate": self.error_metrics.summarize("average")}
-        if stage == sb.Stage.VALID:
-            meta = {"epoch": epoch, "lr": getattr(self, "current_lr", self.hparams.lr),
-                    "margin": self.hparams.compute_cost.margin}
-            self.hparams.train_logger.log_stats(meta, {"loss": self.train_loss}, stats)
-            self.checkpointer.save_and_keep_only(meta={"ErrorRate": stats["ErrorRate"]}, min_keys=["ErrorRate"])
+    def epoch_meta(self, epoch):
+        return {"epoch": epoch, "lr": getattr(self, "current_lr", self.hparams.lr),
+                "margin": self.hparams.compute_cost.margin}
 
 
 def verify(brain, hparams, out_dir):
@@ -250,7 +202,10 @@ def main(argv):
     hparams["data_folder"], hparams["verification_file"], corpus = resolve_voxceleb_data(
         hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
         hparams["verification_file"])
-    augmentation_csvs(hparams, corpus)
+    # the paper draws one of noise, music, babble or reverb (TV is left out); babble is one speech track, not 4-7
+    augmentation_csvs(hparams["wav_augment"], {hparams["add_noise"]: "noise", hparams["add_music"]: "music",
+                                               hparams["add_babble"]: "speech", hparams["add_reverb"]: "rirs"},
+                      corpus, hparams["save_folder"], white_noise=[hparams["add_noise"]])
 
     from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
 
@@ -258,7 +213,7 @@ def main(argv):
         "data_folder": hparams["data_folder"], "save_folder": hparams["save_folder"],
         "verification_pairs_file": hparams["verification_file"], "splits": ["train", "dev", "test"],
         "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"], "skip_prep": hparams["skip_prep"]})
-    train, valid, label_encoder = dataio_prep(hparams)
+    train, valid, label_encoder = speaker_chunk_datasets(hparams)
 
     unknown = set(hparams["speeds"]) - set(hparams["speed_classes"])
     if unknown:

@@ -19,7 +19,6 @@ Authors
 """
 
 import logging
-import random
 import sys
 from pathlib import Path
 
@@ -28,9 +27,9 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dyncp.brain import DynCPBrain, unwrap
-from speechbrain_dyncp.data.audio import audio_info, read_audio
+from speechbrain_dyncp.brain import unwrap
 from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
+from speechbrain_dyncp.verification.training import SpeakerIDBrain, augmentation_csvs, speaker_chunk_datasets
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 """
 
 
-class SpeakerBrain(DynCPBrain):  # CPU/gloo DDP with BatchNorm, exact resume
+class SpeakerBrain(SpeakerIDBrain):  # DynCPBrain: CPU/gloo DDP with BatchNorm, exact resume
     """ECAPA + AAM softmax; lengths reach the normaliser and the pooling."""
 
     def compute_forward(self, batch, stage):
@@ -90,90 +89,11 @@ class SpeakerBrain(DynCPBrain):  # CPU/gloo DDP with BatchNorm, exact resume
             self.error_metrics.append(batch.id, pred, spkid, lens)
         return loss
 
-    def on_stage_start(self, stage, epoch=None):
-        if stage != sb.Stage.TRAIN:
-            self.error_metrics = self.hparams.error_stats()
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        if stage == sb.Stage.TRAIN:
-            self.train_loss = stage_loss
-            return
-        stats = {"loss": stage_loss, "ErrorRate": self.error_metrics.summarize("average")}
-        if stage == sb.Stage.VALID:
-            old_lr, new_lr = self.hparams.lr_annealing(epoch)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
-            self.hparams.train_logger.log_stats({"epoch": epoch, "lr": old_lr}, {"loss": self.train_loss}, stats)
-            self.checkpointer.save_and_keep_only(meta={"ErrorRate": stats["ErrorRate"]}, min_keys=["ErrorRate"])
-
-
-def embedded_noise_csvs(corpus, hparams):
-    """Noise / RIR CSVs from the embedded corpus's musan/noise and rirs folders, unless CSVs were given."""
-    from speechbrain_dyncp.data.noise import prepare_noise_csv, prepare_rir_csv
-
-    save = Path(hparams["save_folder"])
-    if hparams["add_noise"].csv_file is None and (corpus.musan / "noise").is_dir():
-        csv = save / "noise.csv"
-        run_on_main(prepare_noise_csv, kwargs={"folders": corpus.musan / "noise", "csv_file": csv})
-        hparams["add_noise"].csv_file = str(csv)
-    if hparams["add_reverb"].csv_file is None and corpus.rirs.is_dir():
-        csv = save / "rir.csv"
-        run_on_main(prepare_rir_csv, kwargs={"rir_folder": corpus.rirs, "csv_file": csv})
-        hparams["add_reverb"].csv_file = str(csv)
-
-
-def drop_unusable_augmentations(augmenter):
-    """AddReverb without an RIR CSV cannot run: remove it (AddNoise without a CSV adds white noise)."""
-    for key in [k for k, aug in augmenter.augmentations.items()
-                if isinstance(aug, sb.augment.time_domain.AddReverb) and aug.csv_file is None]:
-        logger.info("No rir_csv given: training without reverberation")
-        del augmenter.augmentations[key]
-        augmenter.require_lengths.pop(key, None)
-    augmenter.max_augmentations = min(augmenter.max_augmentations, len(augmenter.augmentations))
-    augmenter.min_augmentations = min(augmenter.min_augmentations, augmenter.max_augmentations)
-
-
-def dataio_prep(hparams):
-    """Train (random chunks) and valid (fixed chunks) datasets plus the fitted label encoder."""
-    sr = hparams["sample_rate"]
-    save = Path(hparams["save_folder"])
-    train = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / "train.csv"))
-    valid = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / "dev.csv"))
-
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def train_audio(wav, start, stop):
-        start, stop = int(start), int(stop)
-        if hparams["random_chunk"]:
-            # start/stop count samples at the file's own rate (e.g. 44.1 kHz), so the crop does too:
-            # a 16 kHz count read at 44.1 kHz would be a 0.73 s "2 s" chunk
-            seg_file = round(hparams["sentence_len"] * audio_info(wav)[1])
-            if stop - start > seg_file:  # else the whole row: PaddedBatch pads (never randint on < 0, P14)
-                start = random.randint(start, stop - seg_file)
-                stop = start + seg_file
-        return read_audio(wav, sample_rate=sr, start=start, stop=stop)
-
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def valid_audio(wav, start, stop):
-        return read_audio(wav, sample_rate=sr, start=int(start), stop=int(stop))
-
-    label_encoder = hparams["label_encoder"]
-
-    @sb.utils.data_pipeline.takes("spk_id")
-    @sb.utils.data_pipeline.provides("spk_id_encoded")
-    def label_pipeline(spk_id):
-        return label_encoder.encode_sequence_torch([spk_id])
-
-    train.add_dynamic_item(train_audio)
-    valid.add_dynamic_item(valid_audio)
-    for d in (train, valid):
-        d.add_dynamic_item(label_pipeline)
-        d.set_output_keys(["id", "sig", "spk_id_encoded"])
-    # speakers of both splits, so a speaker whose chunks all fell into dev is still encodable
-    label_encoder.load_or_create(path=save / "label_encoder.txt", from_didatasets=[train, valid],
-                                 output_key="spk_id")
-    label_encoder.expect_len(len(label_encoder))  # P24
-    return train, valid, label_encoder
+    def epoch_meta(self, epoch):
+        """Steps the epoch LR annealing; the log shows the LR the epoch ran with."""
+        old_lr, new_lr = self.hparams.lr_annealing(epoch)
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+        return {"epoch": epoch, "lr": old_lr}
 
 
 def export_model_dir(hparams, brain, label_encoder, out_dir):
@@ -203,9 +123,8 @@ def main(argv):
     hparams["data_folder"], hparams["verification_file"], corpus = resolve_voxceleb_data(
         hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
         hparams["verification_file"])
-    if corpus is not None:
-        embedded_noise_csvs(corpus, hparams)
-    drop_unusable_augmentations(hparams["wav_augment"])
+    augmentation_csvs(hparams["wav_augment"], {hparams["add_noise"]: "noise", hparams["add_reverb"]: "rirs"}, corpus,
+                      hparams["save_folder"], white_noise=[hparams["add_noise"]])
 
     from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
 
@@ -214,7 +133,7 @@ def main(argv):
         "verification_pairs_file": hparams["verification_file"], "splits": ["train", "dev"],
         "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"],
         "skip_prep": hparams["skip_prep"]})
-    train, valid, label_encoder = dataio_prep(hparams)
+    train, valid, label_encoder = speaker_chunk_datasets(hparams)
 
     classifier = hparams["classifier"](out_neurons=len(label_encoder))
     hparams["modules"]["classifier"] = classifier

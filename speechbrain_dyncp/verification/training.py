@@ -1,0 +1,164 @@
+"""Speaker-ID training pieces shared by the VoxCeleb recipes (ECAPA, LAP, Grad-W).
+
+* :func:`speaker_chunk_datasets` / :func:`add_speaker_labels`: manifest chunks and
+  speaker labels (``prepare_voxceleb``'s ``train.csv`` / ``dev.csv``);
+* :func:`augmentation_csvs`: noise / music / babble / RIR CSVs of the augmenters,
+  built from the embedded corpus where none was given;
+* :class:`SpeakerIDBrain`: validation by speaker-ID error, logging and
+  checkpointing on the best error.
+
+Authors
+ * speechbrain-dyncp contributors
+"""
+
+import logging
+import random
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import speechbrain as sb
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_dyncp.brain import DynCPBrain
+from speechbrain_dyncp.data.audio import audio_info, read_audio
+
+logger = logging.getLogger(__name__)
+
+
+class SpeakerIDBrain(DynCPBrain):
+    """A ``DynCPBrain`` validated by speaker-ID error: logs and keeps the checkpoint of lowest ``ErrorRate``.
+
+    Subclasses append to ``self.error_metrics`` in ``compute_objectives`` (valid and
+    test stages) and may extend :meth:`epoch_meta` (e.g. to step an LR scheduler).
+    """
+
+    def epoch_meta(self, epoch) -> dict:
+        """What the train log shows for ``epoch`` beside the losses (called once per validation)."""
+        return {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def on_stage_start(self, stage, epoch=None):
+        if stage != sb.Stage.TRAIN:
+            self.error_metrics = self.hparams.error_stats()
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        stats = {"loss": stage_loss, "ErrorRate": self.error_metrics.summarize("average")}
+        if stage == sb.Stage.VALID:
+            self.hparams.train_logger.log_stats(self.epoch_meta(epoch), {"loss": self.train_loss}, stats)
+            self.checkpointer.save_and_keep_only(meta={"ErrorRate": stats["ErrorRate"]}, min_keys=["ErrorRate"])
+
+
+def add_speaker_labels(datasets: Sequence, label_encoder, audio_keys: Sequence[str]):
+    """Add ``spk_id_encoded`` (from the ``spk_id`` column) and set the output keys of each dataset.
+
+    Arguments
+    ---------
+    datasets : sequence of DynamicItemDataset
+        Datasets whose audio items (``audio_keys``) are already added.
+    label_encoder : speechbrain.dataio.encoder.CategoricalEncoder
+        Encodes the speaker ids (fitted by the caller or by :func:`speaker_chunk_datasets`).
+    audio_keys : sequence of str
+        Output keys between ``id`` and ``spk_id_encoded``.
+
+    Returns
+    -------
+    CategoricalEncoder
+        ``label_encoder``.
+    """
+
+    @sb.utils.data_pipeline.takes("spk_id")
+    @sb.utils.data_pipeline.provides("spk_id_encoded")
+    def label_pipeline(spk_id):
+        return label_encoder.encode_sequence_torch([spk_id])
+
+    for d in datasets:
+        d.add_dynamic_item(label_pipeline)
+        d.set_output_keys(["id", *audio_keys, "spk_id_encoded"])
+    return label_encoder
+
+
+def speaker_chunk_datasets(hparams):
+    """Train (random chunks) and valid (fixed chunks) datasets plus the fitted label encoder.
+
+    Arguments
+    ---------
+    hparams : dict
+        ``save_folder`` (with ``train.csv`` / ``dev.csv`` of ``prepare_voxceleb``),
+        ``sample_rate``, ``sentence_len``, ``random_chunk``, ``label_encoder``.
+
+    Returns
+    -------
+    (train, valid, label_encoder)
+        Datasets giving ``id``, ``sig`` and ``spk_id_encoded``.
+    """
+    sr = hparams["sample_rate"]
+    save = Path(hparams["save_folder"])
+    train = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / "train.csv"))
+    valid = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / "dev.csv"))
+
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def train_audio(wav, start, stop):
+        start, stop = int(start), int(stop)
+        if hparams["random_chunk"]:
+            # start/stop count samples at the file's own rate (e.g. 44.1 kHz), so the crop does too:
+            # a 16 kHz count read at 44.1 kHz would be a 0.73 s "2 s" chunk
+            seg_file = round(hparams["sentence_len"] * audio_info(wav)[1])
+            if stop - start > seg_file:  # else the whole row: PaddedBatch pads (never randint on < 0, P14)
+                start = random.randint(start, stop - seg_file)
+                stop = start + seg_file
+        return read_audio(wav, sample_rate=sr, start=start, stop=stop)
+
+    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    @sb.utils.data_pipeline.provides("sig")
+    def valid_audio(wav, start, stop):
+        return read_audio(wav, sample_rate=sr, start=int(start), stop=int(stop))
+
+    train.add_dynamic_item(train_audio)
+    valid.add_dynamic_item(valid_audio)
+    label_encoder = add_speaker_labels([train, valid], hparams["label_encoder"], ["sig"])
+    # speakers of both splits, so a speaker whose chunks all fell into dev is still encodable
+    label_encoder.load_or_create(path=save / "label_encoder.txt", from_didatasets=[train, valid],
+                                 output_key="spk_id")
+    label_encoder.expect_len(len(label_encoder))  # P24
+    return train, valid, label_encoder
+
+
+def augmentation_csvs(augmenter, sources: Mapping, corpus=None, save_folder=None, white_noise=()):
+    """Fill the augmentations' missing CSVs from the embedded corpus; drop those left without one.
+
+    Arguments
+    ---------
+    augmenter : speechbrain.augment.augmenter.Augmenter
+        Holds the augmentations.
+    sources : dict
+        Augmentation (``AddNoise`` / ``AddReverb``) -> its source in the embedded corpus:
+        a MUSAN sub-folder (``"noise"``, ``"music"``, ``"speech"``) or ``"rirs"``.
+    corpus : Corpus, optional
+        The embedded corpus (None for real data: only given CSVs are used).
+    save_folder : path, optional
+        Where the built CSVs go (``<source>.csv``; ``rir.csv``).
+    white_noise : sequence
+        Augmentations kept without a CSV (``AddNoise`` then adds white noise); any other
+        augmentation with ``csv_file = None`` is removed (``AddReverb`` cannot run without one).
+    """
+    from speechbrain_dyncp.data.noise import prepare_noise_csv, prepare_rir_csv
+
+    if corpus is not None:
+        for aug, source in sources.items():
+            folder = corpus.rirs if source == "rirs" else corpus.musan / source
+            if aug.csv_file is None and folder.is_dir():
+                csv = Path(save_folder) / ("rir.csv" if source == "rirs" else f"{source}.csv")
+                run_on_main(prepare_rir_csv if source == "rirs" else prepare_noise_csv, args=[folder, csv])
+                aug.csv_file = str(csv)
+    for key in [k for k, a in augmenter.augmentations.items()
+                if getattr(a, "csv_file", "") is None and all(a is not w for w in white_noise)]:
+        del augmenter.augmentations[key]
+        augmenter.require_lengths.pop(key, None)
+    augmenter.max_augmentations = min(augmenter.max_augmentations, len(augmenter.augmentations))
+    augmenter.min_augmentations = min(augmenter.min_augmentations, augmenter.max_augmentations)
+    logger.info("Augmentations: %s", ", ".join(
+        type(a).__name__ + (f"({Path(a.csv_file).stem})" if getattr(a, "csv_file", None) else
+                            "(white)" if hasattr(a, "csv_file") else "") for a in augmenter.augmentations.values()))
