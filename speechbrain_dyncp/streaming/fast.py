@@ -104,15 +104,23 @@ class FastStreamer(FrameStream):
         """Hidden channel-frames computed so far (summed over blocks)."""
         return self.net.computed
 
-    def _frame(self, frame: np.ndarray) -> None:
-        ola = self.ola
-        if self._call_full is not None:  # the whole step in C, overlap-add included
+    def _run(self) -> None:
+        ola, call = self.ola, self._call_full
+        if call is None:
+            return super()._run()
+        hop, dtype = ola.hop, self.dtype
+        for frame in ola.frames():  # the whole step in C, overlap-add included
             if ola.steady:
-                out = np.empty(ola.hop, self.dtype)
-                self._call_full(frame, out)
-                return ola.advance(out)
-            self._call_full(frame, None)
-            return ola.advance()
+                out = np.empty(hop, dtype)
+                call(frame, out)
+                ola.advance(out)
+            else:  # start of the stream: the framer normalises and shifts
+                call(frame, None)
+                ola.advance()
+
+    def _frame(self, frame: np.ndarray) -> None:
+        """One frame between NumPy's FFTs, the network in C or NumPy."""
+        ola = self.ola
         spec = np.fft.rfft(frame * ola.window)
         if spec.dtype != self.weights["cdtype"]:
             spec = spec.astype(self.weights["cdtype"])

@@ -22,14 +22,6 @@ import numpy as np
 import torch
 
 
-def _cat(parts):
-    return np.concatenate(parts, -1) if isinstance(parts[0], np.ndarray) else torch.cat(parts, -1)
-
-
-def _copy(a):
-    return a.copy() if isinstance(a, np.ndarray) else a.clone()
-
-
 class OverlapAdd:
     """Input buffer, STFT framing and overlap-add of one (batch of) stream(s).
 
@@ -74,7 +66,9 @@ class OverlapAdd:
         self.n_fft, self.hop, self.latency = n, hop, n - 1
         self.window, self.win2 = window, window**2
         self.inv_env = 1 / self.win2.reshape(-1, hop).sum(0)  # interior window energy, inverted
-        if isinstance(window, np.ndarray):
+        self._numpy = isinstance(window, np.ndarray)
+        self._cat = np.concatenate if self._numpy else torch.cat
+        if self._numpy:
             self._zeros = lambda size: np.zeros((*batch, size), window.dtype)  # noqa: E731
         else:
             self._zeros = lambda size: window.new_zeros((*batch, size))  # noqa: E731
@@ -83,27 +77,29 @@ class OverlapAdd:
         self.out_buf, self._pending = self._zeros(self.latency), []
         self.trim = n // 2  # output samples still to drop (the centre padding)
         self.samples_in = self.frames_done = 0
+        self.steady = False
+        """True once each next hop of output is interior: every frame over it is in, the padding dropped."""
 
     def push(self, chunk) -> None:
         """Append input samples ``[..., S]``."""
-        self.in_buf = _cat([self.in_buf, chunk])
+        self.in_buf = self._cat([self.in_buf, chunk], -1)
         self.samples_in += chunk.shape[-1]
 
     def frames(self):
-        """Every complete input frame not taken yet, ``[..., F, n_fft]`` (views), oldest first."""
+        """Every complete input frame not taken yet, oldest first, as views: a list of ``[n_fft]``
+        arrays (NumPy; cheaper than a strided view per call) or one
+        ``[B, F, n_fft]`` tensor (torch)."""
         n, hop, buf = self.n_fft, self.hop, self.in_buf
+        if self._numpy:  # the per-chunk cost of the C streamer: plain slices
+            pos, frames, size = 0, [], buf.shape[-1]
+            while size - pos >= n:
+                frames.append(buf[..., pos: pos + n])
+                pos += hop
+            self.in_buf = buf[..., pos:]
+            return frames
         count = max(0, (buf.shape[-1] - n) // hop + 1)
         self.in_buf = buf[..., count * hop:]
-        if isinstance(buf, np.ndarray):
-            if not count:
-                return np.empty((*buf.shape[:-1], 0, n), buf.dtype)
-            return np.lib.stride_tricks.sliding_window_view(buf, n, axis=-1)[..., : (count - 1) * hop + 1: hop, :]
         return buf[..., : (count - 1) * hop + n].unfold(-1, n, hop) if count else buf.new_empty((*buf.shape[:-1], 0, n))
-
-    @property
-    def steady(self) -> bool:
-        """True when the next hop of output is interior: every frame over it is in, the padding dropped."""
-        return self.frames_done * self.hop >= self.n_fft - self.hop and not self.trim
 
     def add(self, y) -> None:
         """Overlap-add one windowed output frame ``[..., n_fft]`` and move one hop on."""
@@ -116,20 +112,27 @@ class OverlapAdd:
         ``out``: the hop of output the caller already normalised and took out of
         :attr:`num` (the C step does so in the :attr:`steady` state).
         """
-        hop, num = self.hop, self.num
-        if out is not None:
+        if out is not None:  # the C step's steady state: the hot path
             self._pending.append(out)
+            self.frames_done += 1
+            return
+        hop, num = self.hop, self.num
+        if self.steady:  # den is needed only at the start and at the end of the stream
+            self._pending.append(num[..., :hop] * self.inv_env)
         else:
-            if self.steady:  # den is needed only at the start and at the end of the stream
-                self._pending.append(num[..., :hop] * self.inv_env)
-            else:
-                self.den += self.win2
-                self._emit(num[..., :hop], self.den[..., :hop])
-                self.den[..., :-hop] = _copy(self.den[..., hop:])
-                self.den[..., -hop:] = 0
-            num[..., :-hop] = _copy(num[..., hop:])  # in place: the C step holds its address
-            num[..., -hop:] = 0
+            self.den += self.win2
+            self._emit(num[..., :hop], self.den[..., :hop])
+            self._shift(self.den)
+        self._shift(num)  # in place: the C step holds its address
         self.frames_done += 1
+        if not self.steady:
+            self.steady = self.frames_done * hop >= self.n_fft - hop and not self.trim
+
+    def _shift(self, a) -> None:
+        """Shift a buffer by one hop towards its start, in place, zeros at the end."""
+        hop = self.hop
+        a[..., :-hop] = a[..., hop:] if self._numpy else a[..., hop:].clone()  # NumPy handles the overlap
+        a[..., -hop:] = 0
 
     def _emit(self, num, den) -> None:
         drop = min(self.trim, num.shape[-1])
@@ -139,7 +142,7 @@ class OverlapAdd:
 
     def _collect(self) -> None:
         if self._pending:  # one concatenation per call, not per frame (a whole file at once was quadratic)
-            self.out_buf = _cat([self.out_buf, *self._pending])
+            self.out_buf = self._cat([self.out_buf, *self._pending], -1)
             self._pending = []
 
     def pull(self, size: int):
@@ -153,7 +156,7 @@ class OverlapAdd:
         todo = 1 + self.samples_in // self.hop - self.frames_done  # offline frame count minus frames done
         if todo > 0:
             need = (todo - 1) * self.hop + self.n_fft - self.in_buf.shape[-1]
-            self.in_buf = _cat([self.in_buf, self._zeros(max(0, need))])
+            self.in_buf = self._cat([self.in_buf, self._zeros(max(0, need))], -1)
 
     def tail(self):
         """After :meth:`end` and the last frames: every output sample still owed (``latency`` of them)."""
