@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from speechbrain_dyncp.streaming.framing import OverlapAdd
+from speechbrain_dyncp.streaming.framing import Framed, OverlapAdd
 
 
 @dataclass
@@ -73,7 +73,7 @@ class BlockState:
 
 
 @dataclass
-class StreamingContext:
+class StreamingContext(Framed):
     """Mutable state carried across :meth:`DynCPEnhancer.forward_streaming` calls."""
 
     blocks: List[BlockState]
@@ -89,16 +89,6 @@ class StreamingContext:
     gates: List[Tensor] = field(default_factory=list)
     """When ``keep_gates``: per group, [B, L, F, H] gates (for checks / probes)."""
     keep_gates: bool = False
-
-    @property
-    def latency(self) -> int:
-        """Fixed delay in samples between input and returned output (n_fft - 1)."""
-        return self.ola.latency
-
-    @property
-    def frames_done(self) -> int:
-        """STFT frames computed so far."""
-        return self.ola.frames_done
 
 
 def _affine(bn):

@@ -173,10 +173,8 @@ class OverlapAdd:
         return out
 
 
-class FrameStream:
-    """Chunks in, enhanced chunks out, for the batch-1 NumPy streamers: a subclass sets
-    ``self.ola`` (an :class:`OverlapAdd` over NumPy arrays) and ``self.dtype``, and computes
-    one frame in ``_frame(frame)`` (adding its output to ``self.ola``)."""
+class Framed:
+    """The stream position of anything that owns an :class:`OverlapAdd` as ``self.ola``."""
 
     @property
     def latency(self) -> int:
@@ -187,6 +185,12 @@ class FrameStream:
     def frames_done(self) -> int:
         """STFT frames computed so far."""
         return self.ola.frames_done
+
+
+class FrameStream(Framed):
+    """Chunks in, enhanced chunks out, for the batch-1 NumPy streamers: a subclass sets
+    ``self.ola`` (an :class:`OverlapAdd` over NumPy arrays) and ``self.dtype``, and computes
+    one frame in ``_frame(frame)`` (adding its output to ``self.ola``)."""
 
     def _run(self) -> None:
         for frame in self.ola.frames():
