@@ -12,13 +12,14 @@ Authors
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from speechbrain_dyncp.efficiency import dense_macs
+from speechbrain_dyncp.probes.heads import HEADS, head
 
 
 @dataclass
@@ -27,12 +28,28 @@ class StreamOutput:
 
     wav: Tensor  # [S] enhanced samples (delayed by the streamer's latency)
     frames: int = 0  # STFT frames completed by this chunk
-    vad_prob: List[float] = field(default_factory=list)
-    f0_hz: List[float] = field(default_factory=list)
-    snr_db: List[float] = field(default_factory=list)
-    noise_class: Optional[str] = None  # running estimate after the last frame
-    noise_prob: Optional[float] = None
+    # per probe head (probes/heads.py): one value per completed frame; read as attributes
+    # named by each head's output (vad_prob, f0_hz, snr_db, ...; [] where the model has no such head)
+    outputs: Dict[str, List[float]] = field(default_factory=dict)
+    # per class head: (label, probability) of the running estimate after the last frame
+    top_classes: Dict[str, Tuple[str, float]] = field(default_factory=dict)
     gates: Optional[Tensor] = None  # [L, frames, H] gates of the completed frames
+
+    def __getattr__(self, attr):
+        name = next((h.name for h in HEADS.values() if h.key == attr), None)
+        if name is None or attr.startswith("_") or attr in ("outputs", "top_classes"):
+            raise AttributeError(f"'StreamOutput' object has no attribute {attr!r}")
+        return self.outputs.get(name, [])
+
+    @property
+    def noise_class(self) -> Optional[str]:
+        """Running noise class after the last frame, or None."""
+        return self.top_classes["noise"][0] if "noise" in self.top_classes else None
+
+    @property
+    def noise_prob(self) -> Optional[float]:
+        """Its probability, or None."""
+        return self.top_classes["noise"][1] if "noise" in self.top_classes else None
 
 
 def as_mono_float(chunk: Union[Tensor, np.ndarray]) -> Tensor:
@@ -134,15 +151,14 @@ class EnhancementStreamer:
         out.gates = gates
         for t in range(gates.shape[1]):
             pred, self.probe_state = self.probes.forward_frame(gates[:, t].unsqueeze(0), self.probe_state)
-            for key, dest in (("vad", out.vad_prob), ("f0", out.f0_hz), ("snr", out.snr_db)):
-                if key in pred:
-                    dest.append(float(pred[key][0]))
-            if "noise" in pred:
-                p = pred["noise"][0]
-                p = torch.stack([1 - p, p]) if p.ndim == 0 else p
-                k = int(p.argmax())
-                out.noise_class = str(self.probes.heads["noise"]["classes"][k])
-                out.noise_prob = float(p[k])
+            for name, y in pred.items():  # every head of the model (probes/heads.py)
+                p = y[0]
+                if head(name).unit == "class" or p.ndim == 1:  # class probabilities: the running top class
+                    p = torch.stack([1 - p, p]) if p.ndim == 0 else p
+                    k = int(p.argmax())
+                    out.top_classes[name] = (str(self.probes.heads[name]["classes"][k]), float(p[k]))
+                else:
+                    out.outputs.setdefault(name, []).append(float(p))
         return out
 
     @property

@@ -12,7 +12,7 @@ import torch
 from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
 from speechbrain_dyncp.lobes.enhancer import dyncp_small
 from speechbrain_dyncp.lobes.probes import MaskProbes
-from speechbrain_dyncp.probes.features import get_spec
+from speechbrain_dyncp.probes.features import frame_features, get_spec
 from speechbrain_dyncp.probes.fit import fit_probe
 from speechbrain_dyncp.probes.heads import HEADS, Head, register_head
 from speechbrain_dyncp.probes.metrics import vad_scores
@@ -91,3 +91,27 @@ def test_every_default_head_has_an_identifier_name_and_a_spec():
         assert get_spec(name).task in ("classify", "regress")
     with pytest.raises(ValueError, match="identifier"):
         register_head(Head("not a name", {}, vad_scores, "accuracy"))
+
+
+def test_toy_head_streams_like_offline(loud_head):
+    """The live streamer (inference/streaming.py) iterates over the registry too: the toy head's
+    per-chunk outputs equal the offline analysis."""
+    torch.manual_seed(0)
+    enhancer = dyncp_small(channels=8, hidden=16, gate_hidden=4, gate_init_bias=0.0).eval()
+    wav, loud = _loud_audio(0)
+    with torch.no_grad():
+        g = enhancer(wav[None]).gates
+    X, idx = frame_features(g)
+    probes = MaskProbes.from_sklearn({"loud": fit_probe(get_spec("loud", n_channels=16), X.numpy(), loud[: X.shape[0]])},
+                                     g.shape[1], g.shape[3])
+    model = DynCPEnhancement(modules={"enhancer": enhancer, "probes": probes}, hparams={"sample_rate": 16000})
+    res = model.analyze_batch(wav[None])
+    s = model.streamer()
+    outs = [s.process(c) for c in wav.split(333)]
+    s.finish()
+    outs.append(s.last)
+    streamed = np.concatenate([o.loud_prob for o in outs])
+    n = len(streamed)
+    np.testing.assert_allclose(streamed, res.loud_prob[0, :n].numpy(), atol=1e-4)
+    assert n >= res.frame_mask.shape[1] - 2
+    assert outs[0].vad_prob == [] and outs[0].noise_class is None
