@@ -59,14 +59,14 @@ def git_rev() -> str:
 
 
 TRIED = {
-    "torch_per_frame": "streaming.py, group_frames=1: index_select of active rows/cols per frame; "
+    "torch_per_frame": "streaming/engine.py, group_frames=1: index_select of active rows/cols per frame; "
                        "~25 torch ops per block, dispatch cost dominates, skipping is slower than dense",
     "torch_frame_groups": "group_frames=4/16: fewer dispatches, but a group computes the union of its "
                           "frames' gates, so executed MACs approach dense and gathers cost extra",
-    "numpy_per_frame": "fastpath.py backend=numpy: cheaper dispatch than torch, still op-bound",
-    "c_per_frame": "fastpath.py backend=c: one ctypes call per frame into dyncp_frame.c "
+    "numpy_per_frame": "streaming/fast.py backend=numpy: cheaper dispatch than torch, still op-bound",
+    "c_per_frame": "streaming/fast.py backend=c: one ctypes call per frame into streaming/dyncp_frame.c "
                    "(gcc -O3 -march=native + reassociation, not -ffast-math); a pruned channel costs one score compare",
-    "offline_union": "fastpath.union_skipping: offline batch computing per block only the channels on somewhere "
+    "offline_union": "streaming.union_skipping: offline batch computing per block only the channels on somewhere "
                      "in the batch (channels-last GEMMs): parity with dense for planted gates (every channel on "
                      "somewhere), faster for near-static trained gates",
     "offline_c_layer_major": "tried and dropped: gates in PyTorch, then each block over all frames in C skipping per "
@@ -223,7 +223,7 @@ def offline_batch(args, gated, dense, wav, seconds):
     * ``torch_dense``: the dense twin, training graph;
     * ``torch_gated``: the gated model, training graph (computes every channel, then
       multiplies by the gates: pays for its gates, saves nothing);
-    * ``torch_union``: :func:`speechbrain_dyncp.fastpath.union_skipping`, the gated model
+    * ``torch_union``: :func:`speechbrain_dyncp.streaming.union_skipping`, the gated model
       computing per block only the channels on somewhere in the batch (exact);
     * ``*_batch1``: the same one file at a time;
     * ``c_dense`` / ``c_pruned``: the C per-frame path over each whole file (skips per frame);

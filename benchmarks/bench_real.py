@@ -8,7 +8,7 @@ speakers, noise segments and rooms never seen in training), one thread:
   PESQ-WB, STOI and DNSMOS OVRL (``speechmos``, its ONNX models ship in the wheel)
   for the noisy passthrough, RNNoise (``pyrnnoise``, output aligned by cross-
   correlation with the input), the DynCP model offline and on the C streaming
-  path (``fastpath.FastStreamer``; its SI-SDR and its largest difference to the
+  path (``streaming.FastStreamer``; its SI-SDR and its largest difference to the
   offline output), and optionally a second model (``--compare``);
 * VAD F1 / ROC-AUC on the 0-10 dB mixtures: the mask probe vs Silero VAD and
   WebRTC VAD (mode 2), against the clean reference's frame labels;
