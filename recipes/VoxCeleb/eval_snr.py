@@ -25,15 +25,15 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import infer_device
 
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
 from speechbrain_dyncp.verification.embedding import SpeakerEmbedder, compute_embeddings, load_speaker_scorer
-from speechbrain_dyncp.verification.pipeline import evaluate_trials, resolve_voxceleb_data
+from speechbrain_dyncp.verification.pipeline import evaluate_trials
 from speechbrain_dyncp.verification.trials import read_trials
+from speechbrain_dyncp.verification.training import musan_root, start_speaker_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_gradw import load_trained_enhancer  # noqa: E402
@@ -106,18 +106,10 @@ def write_outputs(rows, out_dir: Path, p_targets):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file) as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams, corpus = start_speaker_recipe(hparams_file, run_opts, overrides)
     device = run_opts["device"] or infer_device()  # P12
     out_dir = Path(hparams["output_folder"])
-    sb.create_experiment_directory(experiment_directory=str(out_dir), hyperparams_to_save=hparams_file,
-                                   overrides=overrides)
-    data_folder, trial_file, corpus = resolve_voxceleb_data(
-        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
-        hparams["verification_file"])
-    musan = hparams["musan_folder"] or (corpus.musan if corpus is not None else None)
-    if musan is None:
-        raise ValueError("Set --musan_folder for a real VoxCeleb folder.")
+    data_folder, trial_file, musan = hparams["data_folder"], hparams["verification_file"], musan_root(hparams, corpus)
 
     from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
 

@@ -36,8 +36,7 @@ from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
 from speechbrain_dyncp.losses.gradw import GradWLoss
 from speechbrain_dyncp.verification.embedding import load_speaker_scorer
-from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
-from speechbrain_dyncp.verification.training import add_speaker_labels
+from speechbrain_dyncp.verification.training import add_speaker_labels, musan_root, start_speaker_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -172,19 +171,10 @@ def dataio_prep(hparams, label_encoder, mixer):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file) as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams, corpus = start_speaker_recipe(hparams_file, run_opts, overrides)
     if hparams["weighting"] not in ("grad", "equal"):
         raise ValueError(f"weighting must be 'grad' or 'equal', got {hparams['weighting']!r}")
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
-                                   overrides=overrides)
-    data_folder, trials, corpus = resolve_voxceleb_data(
-        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
-        hparams["verification_file"])
-    musan = hparams["musan_folder"] or (corpus.musan if corpus is not None else None)
-    if musan is None:
-        raise ValueError("Set --musan_folder (MUSAN root with noise/, music/, speech/) for a real VoxCeleb folder.")
+    data_folder, trials, musan = hparams["data_folder"], hparams["verification_file"], musan_root(hparams, corpus)
 
     scorer, features, label_encoder = load_speaker_scorer(hparams["speaker_model"])
     losses = {w: GradWLoss(scorer, layer=hparams["gradw_layer"], weighting=w, scale=hparams["score_scale"],

@@ -31,13 +31,18 @@ from pathlib import Path
 import speechbrain as sb
 import torchaudio
 import yaml
-from hyperpyyaml import load_hyperpyyaml, resolve_references
+from hyperpyyaml import resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel
-from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data, run_verification
-from speechbrain_dyncp.verification.training import SpeakerIDBrain, augmentation_csvs, speaker_chunk_datasets
+from speechbrain_dyncp.verification.pipeline import run_verification
+from speechbrain_dyncp.verification.training import (
+    SpeakerIDBrain,
+    augmentation_csvs,
+    speaker_chunk_datasets,
+    start_speaker_recipe,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -194,14 +199,7 @@ def verify(brain, hparams, out_dir):
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     overrides = phase_overrides(hparams_file, overrides)
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file) as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
-                                   overrides=overrides)
-    hparams["data_folder"], hparams["verification_file"], corpus = resolve_voxceleb_data(
-        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
-        hparams["verification_file"])
+    hparams, corpus = start_speaker_recipe(hparams_file, run_opts, overrides)
     # the paper draws one of noise, music, babble or reverb (TV is left out); babble is one speech track, not 4-7
     augmentation_csvs(hparams["wav_augment"], {hparams["add_noise"]: "noise", hparams["add_music"]: "music",
                                                hparams["add_babble"]: "speech", hparams["add_reverb"]: "rirs"},

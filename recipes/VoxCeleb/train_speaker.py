@@ -24,12 +24,15 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import unwrap
-from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
-from speechbrain_dyncp.verification.training import SpeakerIDBrain, augmentation_csvs, speaker_chunk_datasets
+from speechbrain_dyncp.verification.training import (
+    SpeakerIDBrain,
+    augmentation_csvs,
+    speaker_chunk_datasets,
+    start_speaker_recipe,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,14 +118,7 @@ def export_model_dir(hparams, brain, label_encoder, out_dir):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file) as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
-                                   overrides=overrides)
-    hparams["data_folder"], hparams["verification_file"], corpus = resolve_voxceleb_data(
-        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
-        hparams["verification_file"])
+    hparams, corpus = start_speaker_recipe(hparams_file, run_opts, overrides)
     augmentation_csvs(hparams["wav_augment"], {hparams["add_noise"]: "noise", hparams["add_reverb"]: "rirs"}, corpus,
                       hparams["save_folder"], white_noise=[hparams["add_noise"]])
 

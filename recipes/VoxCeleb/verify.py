@@ -20,28 +20,23 @@ import sys
 from pathlib import Path
 
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import infer_device, run_on_main
 
 from speechbrain_dyncp.inference.speaker import add_verification_backend
 from speechbrain_dyncp.verification.embedding import load_speaker_embedder
-from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data, run_verification
+from speechbrain_dyncp.verification.pipeline import run_verification
 from speechbrain_dyncp.verification.scoring import cohort_matrix
 from speechbrain_dyncp.verification.trials import read_trials
+from speechbrain_dyncp.verification.training import start_speaker_recipe
 
 logger = logging.getLogger(__name__)
 
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file) as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
-                                   overrides=overrides)
+    hparams, _ = start_speaker_recipe(hparams_file, run_opts, overrides)
     device = run_opts["device"] or infer_device()  # P12: no Brain here, so default the device ourselves
-    data_folder, trial_file, _ = resolve_voxceleb_data(
-        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
-        hparams["verification_file"])
+    data_folder, trial_file = hparams["data_folder"], hparams["verification_file"]
 
     from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
 

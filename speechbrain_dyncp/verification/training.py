@@ -5,7 +5,9 @@
 * :func:`augmentation_csvs`: noise / music / babble / RIR CSVs of the augmenters,
   built from the embedded corpus where none was given;
 * :class:`SpeakerIDBrain`: validation by speaker-ID error, logging and
-  checkpointing on the best error.
+  checkpointing on the best error;
+* :func:`start_speaker_recipe`: DDP group, hparams, experiment folder and data;
+  :func:`musan_root`.
 
 Authors
  * speechbrain-dyncp contributors
@@ -17,12 +19,48 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import DynCPBrain
 from speechbrain_dyncp.data.audio import audio_info, read_audio
+from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
 
 logger = logging.getLogger(__name__)
+
+
+def start_speaker_recipe(hparams_file, run_opts, overrides: str):
+    """DDP group, hparams, experiment folder and VoxCeleb-layout data of a speaker recipe.
+
+    Arguments
+    ---------
+    hparams_file, run_opts, overrides
+        As returned by ``speechbrain.parse_arguments``.
+
+    Returns
+    -------
+    (dict, Corpus or None)
+        The hparams, with ``data_folder`` and ``verification_file`` resolved by
+        :func:`~speechbrain_dyncp.verification.pipeline.resolve_voxceleb_data`
+        (the embedded corpus is built where asked), and that corpus.
+    """
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,
+                                   overrides=overrides)
+    hparams["data_folder"], hparams["verification_file"], corpus = resolve_voxceleb_data(
+        hparams["data_folder"], hparams["corpus_folder"], hparams["corpus_preset"], hparams["corpus_seed"],
+        hparams["verification_file"])
+    return hparams, corpus
+
+
+def musan_root(hparams, corpus) -> Path:
+    """``musan_folder`` if set, else the embedded corpus's MUSAN (``noise/``, ``music/``, ``speech/``)."""
+    musan = hparams["musan_folder"] or (corpus.musan if corpus is not None else None)
+    if musan is None:
+        raise ValueError("Set --musan_folder (MUSAN root with noise/, music/, speech/) for a real VoxCeleb folder.")
+    return Path(musan)
 
 
 class SpeakerIDBrain(DynCPBrain):
