@@ -70,17 +70,20 @@ class GradWBrain(DynCPBrain):
         return loss
 
     def init_optimizers(self):
-        """One Adam over G only (E is frozen; one param group, so clipping covers it, P11)."""
+        """One Adam over G only (E is frozen; one param group, so clipping covers it, P11), and the
+        Grad-W schedule: linear warm-up to ``lr`` over ``warmup_epochs`` (step k: lr (k + 1) / warm), then constant."""
         self.optimizer = self.opt_class(self.hparams.enhancer.parameters())
         self.optimizers_dict = {"opt_class": self.optimizer}
+        warm = max(1, int(self.hparams.warmup_epochs * self.hparams.steps_per_epoch))
+        self.lr_scheduler = torch.optim.lr_scheduler.LinearLR(self.optimizer, start_factor=1 / warm,
+                                                              total_iters=warm - 1)
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
 
-    def on_fit_batch_start(self, batch, should_step):
-        """Linear warm-up from 0 to ``lr`` over ``warmup_epochs``, then constant (Grad-W schedule)."""
-        warm = max(1, int(self.hparams.warmup_epochs * self.hparams.steps_per_epoch))
-        for group in self.optimizer.param_groups:  # set directly: update_learning_rate logs every step
-            group["lr"] = self.hparams.lr * min(1.0, (self.optimizer_step + 1) / warm)
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if should_step:
+            self.lr_scheduler.step()
 
     def on_stage_start(self, stage, epoch=None):
         if stage != sb.Stage.TRAIN:

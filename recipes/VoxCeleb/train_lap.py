@@ -22,7 +22,6 @@ Authors
 """
 
 import logging
-import math
 import os
 import random
 import sys
@@ -42,6 +41,7 @@ from speechbrain_dyncp.verification.training import (
     augmentation_csvs,
     speaker_chunk_datasets,
     start_speaker_recipe,
+    warmup_cosine_schedule,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,18 +78,6 @@ def phase_overrides(hparams_file, overrides: str) -> str:
     merged = {k: v for k, v in resolved["phases"][phase].items() if k not in cli}
     # the command line is appended as written, so its tags (e.g. a `!name:` pooling) survive
     return "\n".join(part for part in (yaml.safe_dump(merged) if merged else "", overrides or "") if part)
-
-
-def warmup_cosine_lr(step: int, total: int, lr_max: float, lr_min: float, warmup_frac: float) -> float:
-    """Per-iteration LR: linear warm-up lr_min -> lr_max, then cosine back to lr_min.
-
-    Stateless (computed from the Brain's ``optimizer_step``), so resuming needs no extra state.
-    """
-    warm = int(warmup_frac * total)
-    if step < warm:
-        return lr_min + (lr_max - lr_min) * step / warm
-    progress = min(1.0, (step - warm) / max(1, total - warm))
-    return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * progress))
 
 
 def build_model(hparams) -> SSLSpeakerModel:
@@ -170,14 +158,23 @@ class LAPBrain(SpeakerIDBrain):
             raise FileNotFoundError(f"No checkpoint in {folder}")
         logger.info("Initialised from %s", ckpt.path)
 
+    def init_optimizers(self):
+        """The YAML's optimizer and its per-step LR schedule (linear warm-up, cosine), both checkpointed."""
+        super().init_optimizers()
+        self.lr_scheduler = warmup_cosine_schedule(self.optimizer, self.total_steps,
+                                                   int(self.hparams.warmup_frac * self.total_steps),
+                                                   self.hparams.lr_min)
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("lr_scheduler", self.lr_scheduler)
+
     def on_fit_batch_start(self, batch, should_step):
-        lr = warmup_cosine_lr(self.optimizer_step, self.total_steps, self.hparams.lr, self.hparams.lr_min,
-                              self.hparams.warmup_frac)
-        for group in self.optimizer.param_groups:  # silent per-iteration update (update_learning_rate logs)
-            group["lr"] = lr
-        self.current_lr = lr
+        self.current_lr = self.optimizer.param_groups[0]["lr"]
         if should_step:
             self.hparams.margin_scheduler.step()
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if should_step:
+            self.lr_scheduler.step()
 
     def epoch_meta(self, epoch):
         return {"epoch": epoch, "lr": getattr(self, "current_lr", self.hparams.lr),

@@ -7,7 +7,8 @@
 * :class:`SpeakerIDBrain`: validation by speaker-ID error, logging and
   checkpointing on the best error;
 * :func:`start_speaker_recipe`: DDP group, hparams, experiment folder and data;
-  :func:`musan_root`.
+  :func:`musan_root`;
+* :func:`warmup_cosine_schedule`: per-step LR from PyTorch's schedulers.
 
 Authors
  * speechbrain-dyncp contributors
@@ -61,6 +62,44 @@ def musan_root(hparams, corpus) -> Path:
     if musan is None:
         raise ValueError("Set --musan_folder (MUSAN root with noise/, music/, speech/) for a real VoxCeleb folder.")
     return Path(musan)
+
+
+def warmup_cosine_schedule(optimizer, total_steps: int, warmup_steps: int, lr_min: float):
+    """Linear warm-up from ``lr_min`` to the optimizer's LR over ``warmup_steps``, then cosine back to ``lr_min``.
+
+    PyTorch's ``LinearLR`` then ``CosineAnnealingLR`` (``SequentialLR``); call
+    ``step()`` after every optimizer step and checkpoint it with the optimizer.
+
+    Arguments
+    ---------
+    optimizer : torch.optim.Optimizer
+        Its LR is the peak.
+    total_steps : int
+        Optimizer steps of the run (the cosine ends there).
+    warmup_steps : int
+        Steps of the warm-up (0: cosine from the first step).
+    lr_min : float
+        Start of the warm-up and end of the cosine (> 0 with a warm-up).
+
+    Example
+    -------
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    >>> sched = warmup_cosine_schedule(opt, total_steps=6, warmup_steps=2, lr_min=0.1)
+    >>> lrs = []
+    >>> for _ in range(6):
+    ...     lrs.append(round(opt.param_groups[0]["lr"], 4)); opt.step(); sched.step()
+    >>> lrs
+    [0.1, 0.55, 1.0, 0.8682, 0.55, 0.2318]
+    """
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+    cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=lr_min)
+    if warmup_steps <= 0:
+        return cosine
+    peak = optimizer.param_groups[0]["initial_lr"]
+    warm = LinearLR(optimizer, start_factor=lr_min / peak, end_factor=1.0, total_iters=warmup_steps)
+    return SequentialLR(optimizer, [warm, cosine], milestones=[warmup_steps])
 
 
 class SpeakerIDBrain(DynCPBrain):
