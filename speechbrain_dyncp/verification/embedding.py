@@ -195,17 +195,15 @@ def utterance_dataset(csv_path: Union[str, os.PathLike], sample_rate: int = 1600
     """
     data = sb.dataio.dataset.DynamicItemDataset.from_csv(str(csv_path), replacements=dict(replacements or {}))
 
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
+    segments = "start" in next(iter(data.data.values()))  # else a plain manifest of whole files
+
+    @sb.utils.data_pipeline.takes(*(("wav", "start", "stop") if segments else ("wav",)))
     @sb.utils.data_pipeline.provides("sig")
     def audio_pipeline(wav, start=None, stop=None):
         start = int(start) if start not in (None, "") else 0
         stop = int(stop) if stop not in (None, "") else None
         return read_audio(wav, sample_rate=sample_rate, start=start, stop=stop)
 
-    first = next(iter(data.data.values()))
-    if "start" not in first:  # plain manifests: whole files
-        audio_pipeline = sb.utils.data_pipeline.provides("sig")(
-            sb.utils.data_pipeline.takes("wav")(lambda wav: read_audio(wav, sample_rate=sample_rate)))
     data.add_dynamic_item(audio_pipeline)
     data.set_output_keys(["id", "sig"])
     return data.filtered_sorted(sort_key="duration", select_n=max_items)
