@@ -30,13 +30,15 @@ from speechbrain.utils.distributed import infer_device
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
-from speechbrain_dyncp.verification.embedding import SpeakerEmbedder, compute_embeddings, load_speaker_scorer
+from speechbrain_dyncp.verification.embedding import (
+    SpeakerEmbedder,
+    compute_embeddings,
+    load_speaker_scorer,
+    load_trained_enhancer,
+)
 from speechbrain_dyncp.verification.pipeline import evaluate_trials
 from speechbrain_dyncp.verification.trials import read_trials
 from speechbrain_dyncp.verification.training import musan_root, start_speaker_recipe
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_gradw import load_trained_enhancer  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

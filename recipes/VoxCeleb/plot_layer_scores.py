@@ -7,8 +7,9 @@ Usage::
         [--out layer_scores.png] [--head mean|<index>]
 
 Loads ``<output_folder>/hyperparams.yaml`` (the phase/overrides of that run
-applied), rebuilds the model with ``train_lap.build_model``, restores the
-best checkpoint (lowest dev error) and draws the waveform above a
+applied), rebuilds the model with
+``speechbrain_dyncp.verification.training.build_ssl_speaker_model``, restores
+the best checkpoint (lowest dev error) and draws the waveform above a
 layers x frames heat map of the scores (mean over heads, or one head). For
 the SUPERB baseline the map is its static softmax weights. Without
 ``--wav`` the first utterance of ``save/test.csv`` is used. The scores are
@@ -20,7 +21,6 @@ Authors
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -32,10 +32,8 @@ import torch  # noqa: E402
 from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from speechbrain.utils.checkpoints import Checkpointer  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_lap import build_model, model_recoverables  # noqa: E402
-
 from speechbrain_dyncp.data.audio import read_audio  # noqa: E402
+from speechbrain_dyncp.verification.training import build_ssl_speaker_model, ssl_model_recoverables  # noqa: E402
 
 
 def load_trained(output_folder):
@@ -43,8 +41,8 @@ def load_trained(output_folder):
     output_folder = Path(output_folder)
     with open(output_folder / "hyperparams.yaml") as fin:
         hparams = load_hyperpyyaml(fin)
-    model = build_model(hparams)
-    classifier_free = model_recoverables(model, torch.nn.Identity(), include_frontend=not hparams["freeze_ssl"])
+    model = build_ssl_speaker_model(hparams)
+    classifier_free = ssl_model_recoverables(model, torch.nn.Identity(), include_frontend=not hparams["freeze_ssl"])
     classifier_free.pop("classifier")
     ckpt = Checkpointer(hparams["save_folder"], recoverables=classifier_free,
                         allow_partial_load=True).recover_if_possible(min_key="ErrorRate")

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import DynCPBrain
@@ -35,7 +34,7 @@ from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
 from speechbrain_dyncp.losses.gradw import GradWLoss
-from speechbrain_dyncp.verification.embedding import load_speaker_scorer
+from speechbrain_dyncp.verification.embedding import build_enhancer, load_speaker_scorer
 from speechbrain_dyncp.verification.training import add_speaker_labels, musan_root, start_speaker_recipe
 
 logger = logging.getLogger(__name__)
@@ -101,35 +100,6 @@ class GradWBrain(DynCPBrain):
             self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, {"loss": self.train_loss}, stats)
             # Keep the latest G: no model selection on the validation mixtures.
             self.checkpointer.save_and_keep_only(meta=stats, num_to_keep=1)
-
-
-def build_enhancer(hparams, n_mels: int):
-    """G from ``g_factories[g_type]`` and its domain ('mel' or 'wave')."""
-    g_type = hparams["g_type"]
-    if g_type not in hparams["g_factories"]:
-        raise ValueError(f"Unknown g_type {g_type!r}; choose from {sorted(hparams['g_factories'])}")
-    factory = hparams["g_factories"][g_type]
-    domain = hparams["g_domains"][g_type]
-    return (factory(n_mels=n_mels) if domain == "mel" else factory()), domain
-
-
-def load_trained_enhancer(output_folder, n_mels: int, overrides: dict = None, device: str = "cpu"):
-    """G of a finished ``train_gradw.py`` run (its saved ``hyperparams.yaml`` + latest checkpoint).
-
-    Returns
-    -------
-    (nn.Module, str)
-        G in eval mode and its domain.
-    """
-    output_folder = Path(output_folder)
-    with open(output_folder / "hyperparams.yaml") as fh:
-        hp = load_hyperpyyaml(fh, overrides or {})
-    g, domain = build_enhancer(hp, n_mels)
-    ckpt = sb.utils.checkpoints.Checkpointer(output_folder / "save").find_checkpoint()
-    if ckpt is None or not (ckpt.path / "enhancer.ckpt").is_file():
-        raise FileNotFoundError(f"No enhancer checkpoint under {output_folder / 'save'}; did training finish?")
-    g.load_state_dict(torch.load(ckpt.path / "enhancer.ckpt", map_location="cpu", weights_only=True), strict=True)
-    return g.to(device).eval(), domain
 
 
 def dataio_prep(hparams, label_encoder, mixer):

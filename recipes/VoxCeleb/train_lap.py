@@ -10,7 +10,8 @@ One run is one phase of the paper's schedule; ``phase`` selects the values
 listed under ``phases:`` in the YAML (command-line keys win), and phases 2
 and 3 start from the best checkpoint of the previous phase (``init_from``).
 The model is ``SSLFrontEnd -> layer pooling -> backend`` (the YAML's
-``poolings[<pooling>]``, see :func:`build_model`) with a sub-centre
+``poolings[<pooling>]``, see
+``speechbrain_dyncp.verification.training.build_ssl_speaker_model``) with a sub-centre
 AAM head (speakers x speed classes); the per-epoch validation metric is
 speaker-ID error on held-out chunks (the paper selects epochs on the test
 lists; we do not). At the end the best checkpoint is scored on the trial
@@ -34,12 +35,13 @@ from hyperpyyaml import resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
-from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel
 from speechbrain_dyncp.verification.pipeline import run_verification
 from speechbrain_dyncp.verification.training import (
     SpeakerIDBrain,
     augmentation_csvs,
+    build_ssl_speaker_model,
     speaker_chunk_datasets,
+    ssl_model_recoverables,
     start_speaker_recipe,
     warmup_cosine_schedule,
 )
@@ -80,40 +82,6 @@ def phase_overrides(hparams_file, overrides: str) -> str:
     return "\n".join(part for part in (yaml.safe_dump(merged) if merged else "", overrides or "") if part)
 
 
-def build_model(hparams) -> SSLSpeakerModel:
-    """Front-end, layer pooling and backend from the YAML: the entry ``poolings[<pooling>]``.
-
-    Its ``layer_pooling`` is sized from the front-end and its ``backend`` from the
-    pooling (:meth:`SSLSpeakerModel.build`), with the extra constructor arguments
-    of ``sizes[<model_size>]``. No pooling is named here: a new one is its class
-    plus an entry under ``poolings:``.
-
-    Arguments
-    ---------
-    hparams : dict
-        Loaded recipe hparams (``frontend``, ``poolings``, ``pooling``, ``model_size``).
-
-    Returns
-    -------
-    SSLSpeakerModel
-    """
-    if hparams["pooling"] not in hparams["poolings"]:
-        raise ValueError(f"Unknown pooling {hparams['pooling']!r}; choose from {sorted(hparams['poolings'])} "
-                         "or add an entry under `poolings:` in the YAML")
-    entry = hparams["poolings"][hparams["pooling"]]
-    sizes = (entry.get("sizes") or {}).get(hparams["model_size"]) or {}
-    return SSLSpeakerModel.build(hparams["frontend"], entry["layer_pooling"], entry["backend"],
-                                 pooling_kwargs=sizes.get("layer_pooling"), backend_kwargs=sizes.get("backend"))
-
-
-def model_recoverables(model, classifier, include_frontend):
-    """What a checkpoint holds: the frozen front-end is left out (it is the public model)."""
-    rec = {"pooling": model.pooling, "backend": model.backend, "classifier": classifier}
-    if include_frontend:
-        rec["frontend"] = model.frontend
-    return rec
-
-
 class LAPBrain(SpeakerIDBrain):
     """SSL + layer pooling + AAM; speed-perturbed batches are extra speaker classes."""
 
@@ -152,7 +120,7 @@ class LAPBrain(SpeakerIDBrain):
         """Load the best checkpoint (lowest dev error) of the previous phase's save folder."""
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"init_from folder not found: {folder} (run the previous phase first)")
-        rec = model_recoverables(self.modules.model, self.modules.classifier, include_frontend=True)
+        rec = ssl_model_recoverables(self.modules.model, self.modules.classifier, include_frontend=True)
         ckpt = Checkpointer(folder, recoverables=rec, allow_partial_load=True).recover_if_possible(min_key="ErrorRate")
         if ckpt is None:
             raise FileNotFoundError(f"No checkpoint in {folder}")
@@ -213,10 +181,10 @@ def main(argv):
     unknown = set(hparams["speeds"]) - set(hparams["speed_classes"])
     if unknown:
         raise ValueError(f"speeds {sorted(unknown)} are not in speed_classes {hparams['speed_classes']}")
-    model = build_model(hparams)
+    model = build_ssl_speaker_model(hparams)
     n_speakers = len(label_encoder)
     classifier = hparams["classifier"](out_neurons=n_speakers * len(hparams["speed_classes"]))
-    for key, obj in model_recoverables(model, classifier, not hparams["freeze_ssl"]).items():
+    for key, obj in ssl_model_recoverables(model, classifier, not hparams["freeze_ssl"]).items():
         hparams["checkpointer"].add_recoverable(key, obj)
     brain = LAPBrain(modules={"model": model, "classifier": classifier}, opt_class=hparams["opt_class"],
                      hparams=hparams, run_opts=run_opts, checkpointer=hparams["checkpointer"])

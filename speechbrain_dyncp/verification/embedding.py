@@ -10,7 +10,8 @@ a waveform front-end (e.g. an enhancer, ``wav_frontend(wavs, lens) -> wavs``
 or one returning an object with a ``.wav`` field) and/or a feature front-end
 (``feat_frontend(feats, lens) -> feats``). :func:`load_speaker_embedder` loads
 the ECAPA model folder that ``recipes/VoxCeleb/train_speaker.py`` exports, and
-:func:`load_speaker_scorer` the same folder as the frozen network E of Grad-W.
+:func:`load_speaker_scorer` the same folder as the frozen network E of Grad-W;
+:func:`load_trained_enhancer` loads the front-end G a Grad-W run trained.
 
 Authors
  * speechbrain-dyncp contributors
@@ -170,6 +171,35 @@ def load_speaker_scorer(model_dir: Union[str, os.PathLike], device: str = "cpu")
     label_encoder.load(encoders[0])
     scorer = SpeakerScorer(hp["embedding_model"], hp["classifier"], hp.get("mean_var_norm"))
     return scorer.to(device).eval(), hp["compute_features"].to(device), label_encoder
+
+
+def build_enhancer(hparams, n_mels: int):
+    """G of the Grad-W recipe from ``g_factories[g_type]`` of its YAML, and its domain ('mel' or 'wave')."""
+    g_type = hparams["g_type"]
+    if g_type not in hparams["g_factories"]:
+        raise ValueError(f"Unknown g_type {g_type!r}; choose from {sorted(hparams['g_factories'])}")
+    factory = hparams["g_factories"][g_type]
+    domain = hparams["g_domains"][g_type]
+    return (factory(n_mels=n_mels) if domain == "mel" else factory()), domain
+
+
+def load_trained_enhancer(output_folder, n_mels: int, overrides: dict = None, device: str = "cpu"):
+    """G of a finished ``recipes/VoxCeleb/train_gradw.py`` run (its saved ``hyperparams.yaml`` + latest checkpoint).
+
+    Returns
+    -------
+    (nn.Module, str)
+        G in eval mode and its domain.
+    """
+    output_folder = Path(output_folder)
+    with open(output_folder / "hyperparams.yaml") as fh:
+        hp = load_hyperpyyaml(fh, overrides or {})
+    g, domain = build_enhancer(hp, n_mels)
+    ckpt = sb.utils.checkpoints.Checkpointer(output_folder / "save").find_checkpoint()
+    if ckpt is None or not (ckpt.path / "enhancer.ckpt").is_file():
+        raise FileNotFoundError(f"No enhancer checkpoint under {output_folder / 'save'}; did training finish?")
+    g.load_state_dict(torch.load(ckpt.path / "enhancer.ckpt", map_location="cpu", weights_only=True), strict=True)
+    return g.to(device).eval(), domain
 
 
 def utterance_dataset(csv_path: Union[str, os.PathLike], sample_rate: int = 16000,

@@ -8,7 +8,9 @@
   checkpointing on the best error;
 * :func:`start_speaker_recipe`: DDP group, hparams, experiment folder and data;
   :func:`musan_root`;
-* :func:`warmup_cosine_schedule`: per-step LR from PyTorch's schedulers.
+* :func:`warmup_cosine_schedule`: per-step LR from PyTorch's schedulers;
+* :func:`build_ssl_speaker_model`: the LAP recipe's SSL front-end, layer pooling and
+  backend from its YAML (``poolings[<pooling>]``).
 
 Authors
  * speechbrain-dyncp contributors
@@ -25,6 +27,7 @@ from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import DynCPBrain
 from speechbrain_dyncp.data.audio import audio_info, read_audio
+from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel
 from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
 
 logger = logging.getLogger(__name__)
@@ -239,3 +242,37 @@ def augmentation_csvs(augmenter, sources: Mapping, corpus=None, save_folder=None
     logger.info("Augmentations: %s", ", ".join(
         type(a).__name__ + (f"({Path(a.csv_file).stem})" if getattr(a, "csv_file", None) else
                             "(white)" if hasattr(a, "csv_file") else "") for a in augmenter.augmentations.values()))
+
+
+def build_ssl_speaker_model(hparams) -> SSLSpeakerModel:
+    """Front-end, layer pooling and backend from the YAML: the entry ``poolings[<pooling>]``.
+
+    Its ``layer_pooling`` is sized from the front-end and its ``backend`` from the
+    pooling (:meth:`SSLSpeakerModel.build`), with the extra constructor arguments
+    of ``sizes[<model_size>]``. No pooling is named here: a new one is its class
+    plus an entry under ``poolings:``.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded recipe hparams (``frontend``, ``poolings``, ``pooling``, ``model_size``).
+
+    Returns
+    -------
+    SSLSpeakerModel
+    """
+    if hparams["pooling"] not in hparams["poolings"]:
+        raise ValueError(f"Unknown pooling {hparams['pooling']!r}; choose from {sorted(hparams['poolings'])} "
+                         "or add an entry under `poolings:` in the YAML")
+    entry = hparams["poolings"][hparams["pooling"]]
+    sizes = (entry.get("sizes") or {}).get(hparams["model_size"]) or {}
+    return SSLSpeakerModel.build(hparams["frontend"], entry["layer_pooling"], entry["backend"],
+                                 pooling_kwargs=sizes.get("layer_pooling"), backend_kwargs=sizes.get("backend"))
+
+
+def ssl_model_recoverables(model, classifier, include_frontend: bool) -> dict:
+    """What a checkpoint holds: the frozen front-end is left out (it is the public model)."""
+    rec = {"pooling": model.pooling, "backend": model.backend, "classifier": classifier}
+    if include_frontend:
+        rec["frontend"] = model.frontend
+    return rec

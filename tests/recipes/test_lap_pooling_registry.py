@@ -1,6 +1,6 @@
 """A new layer pooling is one class plus a YAML entry: a toy pooling (the plain mean of the
 layers) is registered under `poolings:` from the command line and built and trained by
-recipes/VoxCeleb/train_lap.py, which names no pooling itself."""
+recipes/VoxCeleb/train_lap.py (build_ssl_speaker_model), which names no pooling itself."""
 
 import json
 import math
@@ -10,6 +10,8 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from torch import nn
+
+from speechbrain_dyncp.verification.training import build_ssl_speaker_model
 
 
 class MeanLayerPooling(nn.Module):
@@ -48,7 +50,7 @@ def test_toy_pooling_is_built_from_the_yaml(repo_root, recipe_module, tmp_path):
     hparams = _hparams(repo_root, recipe, tmp_path, REGISTER)
     assert {"lap", "weighted_sum", "mean"} <= set(hparams["poolings"])  # added, the shipped ones kept
     assert hparams["freeze_ssl"] is True and hparams["lr"] == 0.001  # phase values still merged
-    model = recipe.build_model(hparams).eval()
+    model = build_ssl_speaker_model(hparams).eval()
     assert isinstance(model.pooling, MeanLayerPooling)
     assert model.pooling.n_layers == model.frontend.n_layers and model.backend.get_out_dim() == hparams["emb_dim"]
     emb = model(torch.randn(2, 8000), torch.tensor([1.0, 0.6]))
@@ -59,7 +61,7 @@ def test_unknown_pooling_names_the_registered_ones(repo_root, recipe_module, tmp
     recipe = recipe_module("recipes/VoxCeleb/train_lap.py")
     hparams = _hparams(repo_root, recipe, tmp_path, ["--pooling=nope"])
     with pytest.raises(ValueError, match=r"'nope'.*\['lap', 'weighted_sum'\]"):
-        recipe.build_model(hparams)
+        build_ssl_speaker_model(hparams)
 
 
 @pytest.mark.slow
