@@ -1,1 +1,1 @@
-"""Metrics: enhancement quality and speaker-verification scoring."""
+"""Metrics of enhancement quality (speaker-verification metrics: :mod:`speechbrain_dyncp.verification.metrics`)."""
