@@ -4,6 +4,7 @@ recipes/VoxCeleb/train_lap.py (build_ssl_speaker_model), which names no pooling 
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,8 @@ def test_toy_pooling_trains_and_verifies_through_the_recipe(repo_root, tiny_corp
     from test_train_lap import _run
 
     module_root = Path(__file__).resolve().parents[MeanLayerPooling.__module__.count(".")]
-    monkeypatch.setenv("PYTHONPATH", str(module_root))  # the recipe process imports the toy class by name
+    # the recipe process imports the toy class by name
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(module_root), os.environ.get("PYTHONPATH")])))
     out = tmp_path / "mean"
     _run(repo_root, "recipes/VoxCeleb/train_lap.py", "hparams/VoxCeleb/train_lap.yaml", *REGISTER,
          f"--data_folder={tiny_corpus.voxceleb}", "--device=cpu", "--noprogressbar", "--batch_size=4",
