@@ -54,12 +54,17 @@ def _lap_reference(lap, x, training):
     return _bn(y, lap.out_norm, (0, 1), training)
 
 
+def _small_lap(seed, training):
+    """A randomised 4-layer, 2-head LAP without dropout; the global seed is left at ``seed``."""
+    torch.manual_seed(seed)
+    return _randomise(LayerAttentivePooling(n_layers=4, input_size=8, out_channels=6, n_heads=2,
+                                            dropout=0.0)).train(training)
+
+
 @pytest.mark.parametrize("training", [False, True])
 def test_lap_matches_formula(training):
     """LAP equals a direct re-computation of its equations (batch stats in training)."""
-    torch.manual_seed(0)
-    lap = _randomise(LayerAttentivePooling(n_layers=4, input_size=8, out_channels=6, n_heads=2, dropout=0.0))
-    lap.train(training)
+    lap = _small_lap(seed=0, training=training)
     x = torch.randn(2, 4, 5, 8)
     torch.testing.assert_close(lap(x), _lap_reference(lap, x, training), atol=1e-5, rtol=1e-5)
 
@@ -100,9 +105,7 @@ def _padded(x, extra, seed=0):
 @pytest.mark.parametrize("training", [False, True])
 def test_lap_ignores_padding(training):
     """7 of 13 frames valid: same output as the unpadded input, in eval and in training."""
-    torch.manual_seed(2)
-    lap = _randomise(LayerAttentivePooling(n_layers=4, input_size=8, out_channels=6, n_heads=2, dropout=0.0))
-    lap.train(training)
+    lap = _small_lap(seed=2, training=training)
     hs = torch.randn(1, 4, 7, 8)
     a, b = copy.deepcopy(lap), copy.deepcopy(lap)
     out = a(_padded(hs, 6), torch.tensor([7 / 13]))
