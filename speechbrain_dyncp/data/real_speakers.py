@@ -174,3 +174,39 @@ def prepare_real_speakers(shared_data, out, real_speech_folder=None, seed: int =
     (out / "trials" / "info.json").write_text(json.dumps(info, indent=1))
     report_skipped(out, skipped)
     return lists
+
+
+def musan_from_real_noises(noise_csv, speech_folder, out, max_speech: int = 300, seed: int = 0) -> Path:
+    """A MUSAN-layout folder (``noise/``, ``music/``, ``speech/``) of symlinks to real recordings.
+
+    For :class:`~speechbrain_dyncp.data.lowsnr.MusanMixer` (Grad-W's low-SNR mixtures) on
+    real data: every row of ``noise_csv`` (the enhancer corpus' ``noise_train.csv``,
+    columns ``ID, wav, noise_class``) goes to ``music/`` when its class is ``music`` and
+    to ``noise/`` otherwise (real babble recordings included); ``speech/`` gets up to
+    ``max_speech`` wavs drawn (``seed``) from ``speech_folder`` (e.g. the speaker model's
+    ``train/wav``: babble of training speakers only). Links are absolute; existing ones
+    are kept, so re-running is harmless. Returns ``out``.
+    """
+    import csv
+
+    out = Path(out)
+    with open(noise_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"No noise rows in {noise_csv}")
+    links = [(out / ("music" if r.get("noise_class") == "music" else "noise") / f"{r['ID']}.wav", Path(r["wav"]))
+             for r in rows]
+    speech = sorted(Path(speech_folder).rglob("*.wav"))
+    if not speech:
+        raise FileNotFoundError(f"No wavs under {speech_folder}")
+    pick = np.random.default_rng(seed).permutation(len(speech))[:max_speech]
+    links += [(out / "speech" / "_".join(speech[i].relative_to(speech_folder).parts), speech[i]) for i in sorted(pick)]
+    for dest, src in links:
+        if not src.is_file():
+            raise FileNotFoundError(f"{src} (listed for {dest.name}) does not exist")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.is_symlink() and not dest.exists():
+            dest.symlink_to(src.resolve())
+    for kind in ("noise", "music", "speech"):
+        (out / kind).mkdir(parents=True, exist_ok=True)
+    return out
