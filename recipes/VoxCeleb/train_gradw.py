@@ -4,7 +4,7 @@
 Usage::
 
     python recipes/VoxCeleb/train_gradw.py hparams/VoxCeleb/train_gradw.yaml [--weighting=grad|equal]
-        [--g_type=unet|dyncp] [--key=value ...]
+        [--g_type=unet|dyncp] [--g_init=<enhancer model folder>] [--key=value ...]
 
 E is the frozen speaker model exported by ``recipes/VoxCeleb/train_speaker.py``
 (``--speaker_model=<folder>``); G sees on-the-fly low-SNR MUSAN mixtures of
@@ -14,7 +14,14 @@ on E's activations. Validation mixtures are seeded per utterance, and
 validation reports the Grad-W and Equal-W losses and E's closed-set speaker-ID
 error for enhanced *and* unenhanced input (the gradient-weighted loss runs
 under SpeechBrain's ``no_grad`` validation). The last checkpoint's
-G is what ``eval_snr.py`` evaluates.
+G is what ``eval_snr.py`` evaluates. With ``--g_init=<folder>`` (e.g.
+``speechbrain_dyncp/pretrained/dyncp_real_small``) G is that folder's enhancer,
+weights loaded, causal and gated as shipped, and the run ends by writing the
+fine-tuned G as a model folder ``<output_folder>/model`` (``load_enhancer`` /
+``calibrate_quality.py --quality_model`` read it); the realised gate ratio is
+logged, and ``lambda_dcp > 0`` adds the DynCP gate budget ``|ratio - phi_target|``.
+``epoch_steps`` fixes the optimizer steps per epoch (random draws with replacement); ``clean_prob`` of the
+training inputs stay clean (G learns to leave clean speech alone).
 
 Authors
  * speechbrain-dyncp contributors
@@ -33,11 +40,29 @@ from speechbrain_dyncp.brain import DynCPBrain
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
+from speechbrain_dyncp.losses.dyncp import gate_ratio_loss, realised_ratio
 from speechbrain_dyncp.losses.gradw import GradWLoss
 from speechbrain_dyncp.verification.embedding import build_enhancer, load_speaker_scorer
-from speechbrain_dyncp.verification.training import add_speaker_labels, musan_root, start_speaker_recipe
+from speechbrain_dyncp.verification.training import (add_speaker_labels, load_enhancer_folder, musan_root,
+                                                     start_speaker_recipe, write_enhancer_folder)
 
 logger = logging.getLogger(__name__)
+
+
+class GateTap(torch.nn.Module):
+    """G unchanged, keeping its last output (a gated enhancer's ``gates`` / ``frame_mask``)."""
+
+    def __init__(self, g):
+        super().__init__()
+        self.g, self.last = g, None
+
+    def forward(self, wav, lengths=None):
+        self.last = self.g(wav, lengths)
+        return self.last
+
+    def gates(self):
+        out = self.last
+        return (out.gates, out.frame_mask) if hasattr(out, "gates") else (None, None)
 
 
 class GradWBrain(DynCPBrain):
@@ -56,6 +81,12 @@ class GradWBrain(DynCPBrain):
         ref, enh, noisy, lens = predictions
         spk = batch.spk_id_encoded.data.reshape(-1)
         loss = self.modules.loss(ref, enh, spk, lens)
+        gates, fmask = self.modules.enhanced.enhancer.gates() if self.hparams.g_domain == "wave" else (None, None)
+        if gates is not None:
+            self.ratio_sums[stage] = [a + b for a, b in zip(self.ratio_sums.get(stage, [0.0, 0]),
+                                                            [float(realised_ratio(gates.detach(), fmask)), 1])]
+            if self.hparams.lambda_dcp > 0:
+                loss = loss + self.hparams.lambda_dcp * gate_ratio_loss(gates, fmask, target=self.hparams.phi_target)
         if stage != sb.Stage.TRAIN:
             with torch.no_grad():
                 noisy_feats = self.modules.features(noisy)
@@ -85,19 +116,23 @@ class GradWBrain(DynCPBrain):
             self.lr_scheduler.step()
 
     def on_stage_start(self, stage, epoch=None):
+        self.ratio_sums = getattr(self, "ratio_sums", {})
+        self.ratio_sums[stage] = [0.0, 0]
         if stage != sb.Stage.TRAIN:
             self.valid_sums = dict.fromkeys(
                 ["n"] + [f"{m}_{t}" for m in ("gradw", "equalw", "spk_err") for t in ("enh", "noisy")], 0.0)
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
+        r_sum, r_n = self.ratio_sums[stage]
+        ratio = {"gate_ratio": r_sum / r_n} if r_n else {}
         if stage == sb.Stage.TRAIN:
-            self.train_loss = stage_loss
+            self.train_stats = {"loss": stage_loss, **ratio}
             return
         n = max(self.valid_sums.pop("n"), 1.0)
-        stats = {"loss": stage_loss, **{k: v / n for k, v in self.valid_sums.items()}}
+        stats = {"loss": stage_loss, **ratio, **{k: v / n for k, v in self.valid_sums.items()}}
         if stage == sb.Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
-            self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, {"loss": self.train_loss}, stats)
+            self.hparams.train_logger.log_stats({"epoch": epoch, "lr": lr}, self.train_stats, stats)
             # Keep the latest G: no model selection on the validation mixtures.
             self.checkpointer.save_and_keep_only(meta=stats, num_to_keep=1)
 
@@ -119,6 +154,9 @@ def dataio_prep(hparams, label_encoder, mixer):
         return kept
 
     train, valid = load("train"), load("dev")
+    if hparams["valid_max_items"]:  # a fixed subset (every k-th row): bounded validation time
+        ids = sorted(valid.data_ids)
+        valid = valid.filtered_sorted(key_test={"id": set(ids[::max(1, len(ids) // hparams["valid_max_items"])]).__contains__})
 
     @sb.utils.data_pipeline.takes("wav", "duration")
     @sb.utils.data_pipeline.provides("clean_sig", "noisy_sig")
@@ -127,7 +165,7 @@ def dataio_prep(hparams, label_encoder, mixer):
         start = random.randint(0, n_file - seg) if n_file > seg else 0
         clean = read_audio(wav, sample_rate=sr, start=start, stop=start + seg if n_file > seg else None)
         yield clean
-        yield mixer.mix_train(clean)[0]
+        yield clean if random.random() < hparams["clean_prob"] else mixer.mix_train(clean)[0]
 
     @sb.utils.data_pipeline.takes("id", "wav", "start", "stop")
     @sb.utils.data_pipeline.provides("clean_sig", "noisy_sig")
@@ -152,7 +190,11 @@ def main(argv):
     scorer, features, label_encoder = load_speaker_scorer(hparams["speaker_model"])
     losses = {w: GradWLoss(scorer, layer=hparams["gradw_layer"], weighting=w, scale=hparams["score_scale"],
                            temperature=hparams["gradw_temperature"]) for w in ("grad", "equal")}
-    g, domain = build_enhancer(hparams, n_mels=features.compute_fbanks.n_mels)
+    if hparams["g_init"]:
+        g, domain = load_enhancer_folder(hparams["g_init"]), "wave"
+    else:
+        g, domain = build_enhancer(hparams, n_mels=features.compute_fbanks.n_mels)
+    hparams["g_domain"] = domain
     hparams["enhancer"] = g
     hparams["checkpointer"].add_recoverable("enhancer", g)
 
@@ -162,18 +204,27 @@ def main(argv):
         "data_folder": data_folder, "save_folder": hparams["save_folder"], "verification_pairs_file": trials,
         "splits": ["train", "dev"], "split_speaker": False, "seg_dur": hparams["seg_dur"],
         "skip_prep": hparams["skip_prep"]})
-    mixer = MusanMixer(musan, pool="train", noise_snr=hparams["noise_snr"], music_snr=hparams["music_snr"],
+    mixer = MusanMixer(musan, pool=hparams["musan_pool"], noise_snr=hparams["noise_snr"], music_snr=hparams["music_snr"],
                        babble_snrs=hparams["babble_snrs"], babble_talkers=hparams["babble_talkers"],
                        sample_rate=hparams["sample_rate"])
     train, valid = dataio_prep(hparams, label_encoder, mixer)
-    hparams["steps_per_epoch"] = -(-len(train) // hparams["batch_size"])
+    hparams["steps_per_epoch"] = hparams["epoch_steps"] or -(-len(train) // hparams["batch_size"])
+    loader_opts = dict(hparams["dataloader_options"])
+    if hparams["epoch_steps"]:
+        loader_opts.pop("shuffle", None)
+        loader_opts["sampler"] = sb.dataio.sampler.ReproducibleRandomSampler(
+            train, seed=hparams["seed"], replacement=True, num_samples=hparams["epoch_steps"] * hparams["batch_size"])
 
-    modules = {"features": features, "enhanced": EnhancedFeatures(features, g, domain), "loss": losses[hparams["weighting"]],
+    modules = {"features": features, "enhanced": EnhancedFeatures(features, GateTap(g) if domain == "wave" else g, domain), "loss": losses[hparams["weighting"]],
                "monitor_grad": losses["grad"], "monitor_equal": losses["equal"]}
     brain = GradWBrain(modules=modules, opt_class=hparams["opt_class"], hparams=hparams, run_opts=run_opts,
                        checkpointer=hparams["checkpointer"])
-    brain.fit(brain.hparams.epoch_counter, train, valid, train_loader_kwargs=hparams["dataloader_options"],
+    brain.fit(brain.hparams.epoch_counter, train, valid, train_loader_kwargs=loader_opts,
               valid_loader_kwargs=hparams["valid_dataloader_options"])
+    if hparams["g_init"]:
+        out = write_enhancer_folder(g, hparams["g_init"], Path(hparams["output_folder"]) / "model",
+                                    note=f"G fine-tuned by train_gradw.py ({hparams['weighting'].capitalize()}-W) from {hparams['g_init']}")
+        logger.info("Fine-tuned G written to %s", out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@
   :func:`musan_root`;
 * :func:`warmup_cosine_schedule`: per-step LR from PyTorch's schedulers;
 * :func:`build_ssl_speaker_model`: the LAP recipe's SSL front-end, layer pooling and
-  backend from its YAML (``poolings[<pooling>]``).
+  backend from its YAML (``poolings[<pooling>]``);
+* :func:`load_enhancer_folder` / :func:`write_enhancer_folder`: Grad-W's G initialised
+  from an enhancer model folder and written back as one (``load_enhancer`` reads it).
 
 Authors
  * speechbrain-dyncp contributors
@@ -21,7 +23,10 @@ import random
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import shutil
+
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
@@ -276,3 +281,28 @@ def ssl_model_recoverables(model, classifier, include_frontend: bool) -> dict:
     if include_frontend:
         rec["frontend"] = model.frontend
     return rec
+
+
+def load_enhancer_folder(model_dir):
+    """The enhancer of a model folder (e.g. ``pretrained/dyncp_real_small``): ``enhancer`` of its
+    ``hyperparams.yaml`` (architecture, causality, gates as shipped), ``enhancer.ckpt`` loaded strictly."""
+    model_dir = Path(model_dir)
+    with open(model_dir / "hyperparams.yaml") as fh:
+        g = load_hyperpyyaml(fh)["enhancer"]
+    g.load_state_dict(torch.load(model_dir / "enhancer.ckpt", map_location="cpu", weights_only=True), strict=True)
+    return g
+
+
+def write_enhancer_folder(g, init_dir, out_dir, note: str = "") -> Path:
+    """``out_dir`` = ``init_dir`` (its ``hyperparams.yaml`` and other ``.ckpt``, e.g. ``probes.ckpt``) with
+    ``g``'s weights as ``enhancer.ckpt``: a folder ``inference.loading.load_enhancer`` loads."""
+    init_dir, out_dir = Path(init_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for src in [init_dir / "hyperparams.yaml", *sorted(init_dir.glob("*.ckpt"))]:
+        if src.name != "enhancer.ckpt":
+            shutil.copyfile(src, out_dir / src.name)
+    if note:
+        with open(out_dir / "hyperparams.yaml", "a") as fh:
+            fh.write(f"\n# {note}\n")
+    torch.save({k: v.detach().cpu() for k, v in g.state_dict().items()}, out_dir / "enhancer.ckpt")
+    return out_dir
