@@ -348,7 +348,7 @@ def main(argv=None):
     ap.add_argument("--corpus", default=str(REPO / "results/DynCP/real_speech_seed0"),
                     help="prepare_real_speech output folder (prepared from --shared_data if absent)")
     ap.add_argument("--shared_data", default=str(REPO.parent / "shared" / "data"))
-    ap.add_argument("--model", default=str(REPO / "speechbrain_dyncp/pretrained/dyncp_real_small"))
+    ap.add_argument("--model", default=str(REPO / "speechbrain_dyncp/pretrained/dyncp_real_base"))
     ap.add_argument("--compare", default=None, help="a second model folder (e.g. the synthetic model)")
     ap.add_argument("--max_items", type=int, default=0, help="evenly spaced subset (0 = all)")
     ap.add_argument("--fit_items", type=int, default=400, help="fitting mixtures for the log-mel baseline")

@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test mixtures: the real test split where ../shared/data (or $DYNCP_SHARED_DATA) is found "
                         "(auto), or forced")
     d.add_argument("-o", "--output", default="results/demo", help="output folder (default results/demo)")
-    d.add_argument("--model", help="enhancer model folder or bundled name (default: dyncp_real_small)")
+    d.add_argument("--model", help="enhancer model folder or bundled name (default: dyncp_real_base)")
     d.add_argument("--n-files", type=int, default=24, help="test mixtures to analyse")
     d.set_defaults(func=cmd_demo)
 

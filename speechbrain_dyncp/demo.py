@@ -95,7 +95,7 @@ def run_demo(out_dir: Path, model: Optional[str] = None, n_files: int = 24, quie
     int
         Exit status (0).
     """
-    from speechbrain_dyncp.inference.loading import load_enhancer
+    from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, load_enhancer
     from speechbrain_dyncp.plots import plot_analysis
 
     t0 = time.time()
@@ -141,7 +141,7 @@ def run_demo(out_dir: Path, model: Optional[str] = None, n_files: int = 24, quie
             cls_p.append(result.noise_class(i)[0])
 
     summary = {
-        "model": str(model or "bundled dyncp_real_small"),
+        "model": str(model or f"bundled {DEFAULT_ENHANCER}"),
         "data": source,
         "files": len(items),
         "audio_seconds": float(sum(w.shape[0] for w in noisy) / 16000),

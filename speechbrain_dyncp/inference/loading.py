@@ -1,13 +1,16 @@
 """Loading enhancer model folders: the bundled ones by name, any other by path (offline, strict).
 
-Two enhancers ship inside the package (``speechbrain_dyncp/pretrained/<name>``):
+Three enhancers ship inside the package (``speechbrain_dyncp/pretrained/<name>``):
 
-* ``dyncp_real_small`` (:data:`DEFAULT_ENHANCER`): trained on real speech and real
+* ``dyncp_real_base`` (:data:`DEFAULT_ENHANCER`): trained on real speech and real
   noises (``data/real_speech.py``); the default of the CLI, the demo and the README;
+* ``dyncp_real_small`` (:data:`REAL_SMALL_ENHANCER`): the same recipe at a third of the
+  executed MACs, slightly lower quality; its probes feed the bundled speaker model's
+  SNR-aware calibration;
 * ``dyncp_synthetic_small`` (:data:`SYNTHETIC_ENHANCER`): trained on the embedded
   synthetic corpus; kept for CI, where exact labels make the probes checkable.
 
-Both load from any working directory (the path comes from the installed package).
+All load from any working directory (the path comes from the installed package).
 
 Authors
  * speechbrain-dyncp contributors
@@ -17,8 +20,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-DEFAULT_ENHANCER = "dyncp_real_small"
+DEFAULT_ENHANCER = "dyncp_real_base"
+REAL_SMALL_ENHANCER = "dyncp_real_small"
 SYNTHETIC_ENHANCER = "dyncp_synthetic_small"
+BUNDLED_ENHANCERS = (DEFAULT_ENHANCER, REAL_SMALL_ENHANCER, SYNTHETIC_ENHANCER)
 
 
 def bundled_model_dir(name: str = DEFAULT_ENHANCER) -> Path:
@@ -47,7 +52,7 @@ def load_enhancer(model: Optional[str] = None, savedir: Optional[Path] = None, t
 
     if not model:
         source = bundled_model_dir()
-    elif not Path(model).exists() and model in (DEFAULT_ENHANCER, SYNTHETIC_ENHANCER):
+    elif not Path(model).exists() and model in BUNDLED_ENHANCERS:
         source = bundled_model_dir(model)
     else:
         source = Path(model)

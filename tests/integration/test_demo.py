@@ -35,7 +35,7 @@ def test_demo_on_real_recordings_with_the_default_model(tmp_path, capsys, shared
     monkeypatch.chdir(tmp_path)  # the real corpus is prepared under ./results
     assert main(["demo", "-o", str(tmp_path / "demo"), "--n-files", "12"]) == 0
     s = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert s["data"].startswith("real test split") and "dyncp_real_small" in s["model"]
+    assert s["data"].startswith("real test split") and "dyncp_real_base" in s["model"]
     assert s["si_sdr_improvement_db"] > 0.0
     assert s["dynamism"]["nonspeech_over_speech"] < 0.8
     assert s["streaming_max_abs_diff"] < 1e-4
