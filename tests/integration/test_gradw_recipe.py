@@ -7,42 +7,15 @@ import subprocess
 import sys
 
 import pytest
-import torch
+from tiny_speaker import write_tiny_speaker_folder
 
 
 def _write_speaker_model(folder, corpus):
     """A randomly initialised small ECAPA E in the folder format train_speaker.py exports."""
-    from speechbrain.dataio.encoder import CategoricalEncoder
-    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN, Classifier
-
     trial = {p.split("/")[0] for line in (corpus.voxceleb / "meta" / "veri_test2.txt").read_text().split("\n")
              for p in line.split()[1:]}
     speakers = sorted(p.name for p in (corpus.voxceleb / "wav").iterdir() if p.name not in trial)
-    folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    emb = ECAPA_TDNN(24, channels=[16, 16, 16, 16, 48], attention_channels=8, se_channels=8, lin_neurons=16)
-    torch.save(emb.state_dict(), folder / "embedding_model.ckpt")
-    torch.save(Classifier(16, out_neurons=len(speakers)).state_dict(), folder / "classifier.ckpt")
-    enc = CategoricalEncoder()
-    enc.update_from_iterable(speakers)
-    enc.save(folder / "label_encoder.txt")
-    (folder / "hyperparams.yaml").write_text(f"""
-compute_features: !new:speechbrain.lobes.features.Fbank
-    n_mels: 24
-mean_var_norm: !new:speechbrain.processing.features.InputNormalization
-    norm_type: sentence
-    std_norm: False
-embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
-    input_size: 24
-    channels: [16, 16, 16, 16, 48]
-    attention_channels: 8
-    se_channels: 8
-    lin_neurons: 16
-classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
-    input_size: 16
-    out_neurons: {len(speakers)}
-label_encoder: !new:speechbrain.dataio.encoder.CategoricalEncoder
-""")
+    write_tiny_speaker_folder(folder, lin_neurons=16, speakers=speakers)
 
 
 def _digest(folder):

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hyperpyyaml import load_hyperpyyaml
-from test_speaker_interface import YAML as SPEAKER_YAML  # the same small ECAPA folder
+from tiny_speaker import write_tiny_speaker_folder
 
 from speechbrain_dyncp.cli import load_enhancer, main
 from speechbrain_dyncp.export import write_model_folder
@@ -26,13 +25,8 @@ def enhancer_dir(tmp_path):
 
 @pytest.fixture()
 def speaker_dir(tmp_path):
-    torch.manual_seed(0)
     d = tmp_path / "spk"
-    d.mkdir()
-    (d / "hyperparams.yaml").write_text(SPEAKER_YAML)
-    state = load_hyperpyyaml(SPEAKER_YAML)["embedding_model"].state_dict()
-    torch.save(state, d / "embedding_model.ckpt")
-    return d, state
+    return d, write_tiny_speaker_folder(d)
 
 
 def _tone(path, f0=200.0, n=SR):

@@ -4,43 +4,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_dyncp.cli import main
 from speechbrain_dyncp.inference.speaker import add_verification_backend, calibrate_threshold, load_speaker_model
 from speechbrain_dyncp.verification.scoring import ScoreNormalizer
+from tiny_speaker import write_tiny_speaker_folder
 
-YAML = """sample_rate: 16000
-compute_features: !new:speechbrain.lobes.features.Fbank
-    n_mels: 24
-mean_var_norm: !new:speechbrain.processing.features.InputNormalization
-    norm_type: sentence
-    std_norm: False
-embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
-    input_size: 24
-    channels: [16, 16, 16, 16, 48]
-    attention_channels: 8
-    se_channels: 8
-    lin_neurons: 12
-modules:
-    compute_features: !ref <compute_features>
-    mean_var_norm: !ref <mean_var_norm>
-    embedding_model: !ref <embedding_model>
-pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
-    loadables:
-        embedding_model: !ref <embedding_model>
-"""
 
 
 @pytest.fixture()
 def speaker_dir(tmp_path):
-    torch.manual_seed(0)
     d = tmp_path / "spk"
-    d.mkdir()
-    (d / "hyperparams.yaml").write_text(YAML)
-    hp = load_hyperpyyaml(YAML)
-    torch.save(hp["embedding_model"].state_dict(), d / "embedding_model.ckpt")
-    return d, hp["embedding_model"].state_dict()
+    return d, write_tiny_speaker_folder(d)
 
 
 def _wav(path, f0, seed):
