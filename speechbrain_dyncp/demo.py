@@ -136,7 +136,9 @@ def run_demo(out_dir: Path, model: Optional[str] = None, n_files: int = 24, quie
         if result.snr_db is not None and math.isfinite(it["snr"]):  # clean items have no SNR to read
             snr_t.append(it["snr"])
             snr_p.append(result.utterance_snr(i))
-        if result.noise_probs is not None:
+        # scored only where the file's noise label is one of the model's classes: the real-speech
+        # model's vocabulary (babble_crowd, ...) has no counterpart in the synthetic corpus' labels
+        if result.noise_probs is not None and it["noise"] in result.noise_classes:
             cls_t.append(it["noise"])
             cls_p.append(result.noise_class(i)[0])
 

@@ -41,3 +41,13 @@ def test_demo_on_real_recordings_with_the_default_model(tmp_path, capsys, shared
     assert s["streaming_max_abs_diff"] < 1e-4
     out = capsys.readouterr().out
     assert "data: real test split" in out and "register" in out
+
+
+@pytest.mark.slow
+def test_demo_scores_no_noise_class_the_model_does_not_know(tmp_path, capsys):
+    """The real-speech model on the embedded corpus: its noise vocabulary (babble_crowd, ...) has none
+    of the synthetic labels, so no accuracy is printed (it would be a number that is not an answer)."""
+    assert main(["demo", "-o", str(tmp_path), "--n-files", "4", "--data", "embedded"]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["data"].startswith("embedded") and "noise" not in s
+    assert "noise class from masks" not in capsys.readouterr().out
