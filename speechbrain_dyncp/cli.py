@@ -136,8 +136,8 @@ def cmd_enhance(args) -> int:
         return 2
     inputs = {src.resolve() for src, _ in pairs}
     model = load_enhancer(args.model, trust_code=args.trust_model_code)
-    if args.attenuation_limit_db is not None:  # the model folder's own limit otherwise
-        model.enhancer.attenuation_limit_db = None if args.attenuation_limit_db <= 0 else args.attenuation_limit_db
+    if args.attenuation_limit_db is not None:  # the model folder's own limit otherwise; 0 = none
+        model.enhancer.attenuation_limit_db = args.attenuation_limit_db
     failed, done, skipped = [], 0, 0
     for src, dst in tqdm(pairs, desc="enhancing", unit="file", disable=args.quiet):
         stem = side_output(dst, "")
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True,
                    help="output folder (input trees are mirrored; a.wav -> a.wav, other formats keep their "
                         "extension: a.flac -> a.flac.wav; an output never replaces an input)")
-    e.add_argument("--model", help="enhancer model folder (default: the bundled small model)")
+    e.add_argument("--model", help="enhancer model folder or bundled name (default: dyncp_real_base)")
     e.add_argument("--probes", action="store_true", help="write the probe heads' per-frame CSV and per-file JSON")
     e.add_argument("--plot", action="store_true", help="write a figure per file")
     e.add_argument("--attenuation-limit-db", type=float, metavar="DB",

@@ -29,17 +29,13 @@ import numpy as np
 import torch
 
 from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.lobes.stft_masking import attenuation_floor
 from speechbrain_dyncp.metrics.enhancement import pesq_wb, si_sdr
 
 REPO = Path(__file__).resolve().parents[2]
 SR = 16000
 LIMITS_DB = [None, 30.0, 25.0, 20.0, 16.0, 12.0, 9.0, 6.0]  # None: no limit
 _MODEL = {}
-
-
-def floor_of(limit_db):
-    """Mask floor of a limit in dB (0 without a limit)."""
-    return 0.0 if limit_db is None else 10.0 ** (-limit_db / 20.0)
 
 
 def _init(model_dir):
@@ -59,7 +55,7 @@ def _score(row):
     noisy, clean = noisy.double(), clean.double()
     res = {}
     for lim in LIMITS_DB:
-        g = floor_of(lim)
+        g = attenuation_floor(lim)
         est = g * noisy + (1 - g) * out
         res[str(lim)] = (float(si_sdr(est[None], clean[None])[0]), pesq_wb(est.numpy(), clean.numpy()))
     return row["snr"], res

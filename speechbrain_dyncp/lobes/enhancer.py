@@ -26,12 +26,12 @@ Authors
 from typing import NamedTuple, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from speechbrain_dyncp import streaming
 from speechbrain_dyncp.lengths import frame_lengths
 from speechbrain_dyncp.lobes.gated_tcn import GatedTCN
+from speechbrain_dyncp.lobes.stft_masking import attenuation_floor, masked_istft  # noqa: F401 (re-exported)
 from speechbrain_dyncp.streaming import StreamingContext
 
 FEATURES = ("mag", "compressed")
@@ -44,54 +44,6 @@ class EnhancerOutput(NamedTuple):
     mask: Tensor  # B, N, F in [0, 1] (zero on padded frames)
     gates: Tensor  # B, L, N, H in {0, 1}; all ones when gated=False
     frame_mask: Tensor  # B, N bool, True on valid frames
-
-
-def masked_istft(spec: Tensor, frame_mask: Tensor, window: Tensor, hop: int, length: int) -> Tensor:
-    """Inverse of ``torch.stft(center=True)`` using only valid frames.
-
-    Same as ``torch.istft`` (weighted overlap-add divided by the summed squared
-    window) except that invalid frames add neither signal nor window energy,
-    so padding a batch never changes a valid sample.
-
-    Arguments
-    ---------
-    spec : torch.Tensor
-        Complex ``[B, F, N]``.
-    frame_mask : torch.Tensor
-        ``[B, N]`` bool.
-    window : torch.Tensor
-        ``[n_fft]`` synthesis window.
-    hop : int
-        Hop length.
-    length : int
-        Output samples T.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[B, T]``.
-
-    Example
-    -------
-    >>> x, w = torch.randn(2, 1000), torch.hann_window(64)
-    >>> X = torch.stft(x, 64, 16, window=w, return_complex=True)
-    >>> ok = torch.ones(2, X.shape[-1], dtype=torch.bool)
-    >>> torch.allclose(masked_istft(X, ok, w, 16, 1000), x, atol=1e-5)
-    True
-    """
-    n_fft = window.shape[0]
-    n = spec.shape[-1]
-    m = frame_mask.unsqueeze(1).to(window.dtype)  # B, 1, N
-    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[:, None] * m  # B, n_fft, N
-    env = (window**2)[None, :, None] * m
-    full = (n - 1) * hop + n_fft
-    both = torch.cat([frames, env], 0)
-    ola = F.fold(both, (1, full), (1, n_fft), stride=(1, hop)).flatten(1)  # 2B, full
-    num, den = ola.chunk(2, 0)
-    start = n_fft // 2
-    num, den = num[:, start : start + length], den[:, start : start + length]
-    out = torch.where(den > 1e-11, num / den.clamp(min=1e-11), torch.zeros_like(num))
-    return F.pad(out, (0, length - out.shape[-1]))
 
 
 class DynCPEnhancer(nn.Module):
@@ -130,7 +82,7 @@ class DynCPEnhancer(nn.Module):
         Largest attenuation the mask may apply, in dB (DeepFilterNet's
         ``atten_lim_db``): the mask becomes ``floor + (1 - floor) * sigmoid``
         with ``floor = 10 ** (-limit / 20)``, the same as mixing ``floor`` of the
-        noisy input back into the output. None (default) = no limit. On real
+        noisy input back into the output. None (default) or 0 = no limit. On real
         speech a 20 dB limit removes most of the harm to clean and high-SNR input
         at almost no cost at low SNR (docs/results_real.md); every inference path
         (offline, PyTorch and C streaming, ONNX) applies it.
@@ -187,13 +139,13 @@ class DynCPEnhancer(nn.Module):
             dropout=dropout,
         )
         self.back = nn.Linear(channels, self.n_freq)
+        attenuation_floor(attenuation_limit_db)  # a bad value fails here, not at the first forward
         self.attenuation_limit_db = attenuation_limit_db
 
     @property
     def mask_floor(self) -> float:
-        """Smallest mask value: ``10 ** (-attenuation_limit_db / 20)``, 0 without a limit."""
-        lim = self.attenuation_limit_db
-        return 0.0 if lim is None else 10.0 ** (-float(lim) / 20.0)
+        """Smallest mask value (:func:`attenuation_floor` of ``attenuation_limit_db``)."""
+        return attenuation_floor(self.attenuation_limit_db)
 
     def mask_from_logits(self, logits: Tensor) -> Tensor:
         """Mask in ``[floor, 1]`` from the back-end's logits (the one place the activation lives;

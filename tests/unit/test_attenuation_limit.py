@@ -8,6 +8,7 @@ import torch
 
 from speechbrain_dyncp import streaming
 from speechbrain_dyncp.streaming import FastStreamer, c_available
+from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
 
 from dyncp_fixtures import planted_model  # noqa: F401 (fixture)
 
@@ -43,6 +44,14 @@ def test_no_limit_is_the_plain_sigmoid(limited):
     z = torch.linspace(-8, 8, 11)
     assert free.mask_floor == 0.0
     torch.testing.assert_close(free.mask_from_logits(z), torch.sigmoid(z))
+    free.attenuation_limit_db = 0  # 0 = no limit (what `dyncp enhance --attenuation-limit-db 0` sets)
+    torch.testing.assert_close(free.mask_from_logits(z), torch.sigmoid(z))
+    free.attenuation_limit_db = None
+
+
+def test_negative_limit_is_refused():
+    with pytest.raises(ValueError, match="attenuation_limit_db"):
+        DynCPEnhancer(channels=8, hidden=8, n_stacks=1, n_blocks=1, gate_hidden=4, attenuation_limit_db=-3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
