@@ -89,6 +89,11 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
             self._score(out, batch, stage)
         # Dense baseline: the gates are constant ones, so L_DCP is a constant; drop it.
         loss = terms.loss if self.hparams.gated else terms.se
+        weight = getattr(self.hparams, "lambda_si_sdr", 0.0)
+        if weight:  # waveform term: the spectral loss alone leaves phase/scale errors that cost SI-SDR
+            neg_sdr = -si_sdr(out.wav, clean, lens, max_db=self.hparams.si_sdr_max_db).mean()
+            self.sums["neg_si_sdr"] += float(neg_sdr.detach()) * n
+            loss = loss + weight * neg_sdr
         if self.gate_probes is not None and stage != sb.Stage.TEST:
             joint = self.gate_probes(out.gates, out.frame_mask, batch.vad.data, batch.f0.data)
             for key, value in joint.terms.items():

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speechbrain_dyncp.lobes.gates import ChannelGate
+from speechbrain_dyncp.lobes.gates import ChannelGate, StaticChannelGate
 
-GATE_INPUTS = ("block", "features")
+GATE_INPUTS = ("block", "features", "static")
 
 
 class TCNOutput(NamedTuple):
@@ -159,7 +159,8 @@ class GatedTCN(nn.Module):
     gate_input : str
         ``"block"``: each gate sees its block input (default, as in the DynCP paper);
         ``"features"``: every gate sees the TCN input (all gates computable up
-        front).
+        front); ``"static"``: one learned mask per block for all frames
+        (:class:`StaticChannelGate`, the static-pruning baseline; no gate MACs).
     gate_window, gate_hidden, gate_layers, gate_backward, gate_beta, gate_threshold, gate_init_bias
         Passed to :class:`ChannelGate` (``window``, ``hidden``, ``n_layers``,
         ``backward``, ``beta``, ``threshold``, ``init_bias``).
@@ -206,7 +207,10 @@ class GatedTCN(nn.Module):
             TCNBlock(channels, hidden, kernel_size, d, causal, dropout) for d in dilations
         )
         self.gates = nn.ModuleList()
-        if gated:
+        if gated and gate_input == "static":
+            self.gates.extend(StaticChannelGate(channels, hidden, backward=gate_backward, beta=gate_beta,
+                                                init_bias=gate_init_bias) for _ in dilations)
+        elif gated:
             self.gates.extend(
                 ChannelGate(channels, hidden, window=gate_window, hidden=gate_hidden,
                             n_layers=gate_layers, causal=causal, backward=gate_backward,

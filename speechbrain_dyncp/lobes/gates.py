@@ -238,3 +238,60 @@ class ChannelGate(nn.Module):
     def gates_bcn(self, x: Tensor, frame_mask: Optional[Tensor] = None) -> Tensor:
         """Like :meth:`forward` on channel-first ``[B, C_in, N]`` -> ``[B, H, N]``."""
         return heaviside(self.scores(x, frame_mask), self.beta, self.backward_mode)
+
+
+class StaticChannelGate(nn.Module):
+    """One learned binary mask per block, the same for every frame (static channel pruning).
+
+    The baseline DynCP has to beat (issue 15): the channel budget is learned with
+    the same Heaviside step, substitute gradient and ratio loss as
+    :class:`ChannelGate`, but the gate sees no input, so the pruned channel set
+    is fixed after training. It costs nothing per frame (no pooling, no
+    point-wise stack: the MAC counter reads ``window == 1`` and no convs), and a
+    trained model is equivalent to a dense one with these channels removed.
+
+    Arguments
+    ---------
+    input_size : int
+        Channels of the block input (kept for the MAC counter's interface).
+    n_channels : int
+        Prunable channels H.
+    backward : str
+        ``"surrogate"``, ``"ste"`` or ``"ste_clipped"``.
+    beta : float
+        Surrogate slope.
+    init_bias : float
+        Initial score of every channel (> 0: start dense).
+
+    Example
+    -------
+    >>> gate = StaticChannelGate(16, 4)
+    >>> with torch.no_grad():
+    ...     _ = gate.logits.copy_(torch.tensor([1.0, -1.0, 1.0, -1.0]))
+    >>> g = gate(torch.randn(2, 5, 16))
+    >>> g[0, :, 1].sum().item(), g[1, 3].tolist()  # channel 1 off everywhere, same mask per frame
+    (0.0, [1.0, 0.0, 1.0, 0.0])
+    """
+
+    def __init__(self, input_size: int, n_channels: int, *, backward: str = "surrogate",
+                 beta: float = 5.0, init_bias: float = 0.5):
+        super().__init__()
+        if backward not in BACKWARDS:
+            raise ValueError(f"Unknown gate backward {backward!r}; choose from {BACKWARDS}.")
+        self.input_size, self.n_channels = input_size, n_channels
+        self.window, self.hidden, self.causal = 1, 0, True
+        self.backward_mode, self.beta, self.threshold = backward, beta, 0.0
+        self.convs = nn.ModuleList()  # no per-frame stack: zero gate MACs
+        self.logits = nn.Parameter(torch.full((n_channels,), float(init_bias)))
+
+    def scores(self, x: Tensor, frame_mask: Optional[Tensor] = None) -> Tensor:
+        """The learned scores broadcast to ``[B, H, N]`` for ``x`` ``[B, C_in, N]``."""
+        return self.logits.view(1, -1, 1).expand(x.shape[0], -1, x.shape[2])
+
+    def forward(self, x: Tensor, frame_mask: Optional[Tensor] = None) -> Tensor:
+        """Binary gates ``[B, N, H]`` for ``x`` ``[B, N, C_in]`` (same mask on every frame)."""
+        return self.gates_bcn(x.transpose(1, 2), frame_mask).transpose(1, 2)
+
+    def gates_bcn(self, x: Tensor, frame_mask: Optional[Tensor] = None) -> Tensor:
+        """Like :meth:`forward` on channel-first ``[B, C_in, N]`` -> ``[B, H, N]``."""
+        return heaviside(self.scores(x, frame_mask), self.beta, self.backward_mode)

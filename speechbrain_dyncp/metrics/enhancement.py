@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 
 
-def si_sdr(est: Tensor, ref: Tensor, lengths: Optional[Tensor] = None, eps: float = 1e-8) -> Tensor:
+def si_sdr(est: Tensor, ref: Tensor, lengths: Optional[Tensor] = None, eps: float = 1e-8,
+           max_db: Optional[float] = None) -> Tensor:
     """Scale-invariant SDR in dB per item, ``[B]`` (zero-mean over valid samples).
 
     ``SI-SDR = 10 log10(||a r||^2 / ||a r - e||^2)`` with ``a = <e, r> / ||r||^2``.
@@ -39,6 +40,10 @@ def si_sdr(est: Tensor, ref: Tensor, lengths: Optional[Tensor] = None, eps: floa
         Relative lengths ``[B]``; samples past each length are ignored.
     eps : float
         Keeps silent references and perfect estimates finite.
+    max_db : float, optional
+        Soft ceiling (the thresholded SDR of Wisdom et al., 2020): ``tau = 10^(-max_db/10)``
+        of the target energy is added to the residual, so near-perfect items (clean input)
+        stop dominating a training loss. None = plain SI-SDR (the metric).
 
     Returns
     -------
@@ -55,6 +60,8 @@ def si_sdr(est: Tensor, ref: Tensor, lengths: Optional[Tensor] = None, eps: floa
     >>> est = ref + noise * (ref.norm() / noise.norm()) / 10  # 20 dB below
     >>> round(float(si_sdr(est, ref)), 1)
     20.0
+    >>> round(float(si_sdr(ref, ref, max_db=30.0)), 1)  # capped
+    30.0
     """
     if est.shape != ref.shape:
         raise ValueError(f"est {tuple(est.shape)} and ref {tuple(ref.shape)} must have one shape")
@@ -68,7 +75,9 @@ def si_sdr(est: Tensor, ref: Tensor, lengths: Optional[Tensor] = None, eps: floa
     scale = (est * ref).sum(1, keepdim=True) / (ref.pow(2).sum(1, keepdim=True) + eps)
     target = scale * ref
     residual = est - target
-    return 10 * torch.log10((target.pow(2).sum(1) + eps) / (residual.pow(2).sum(1) + eps))
+    energy = target.pow(2).sum(1)
+    floor = 0.0 if max_db is None else 10 ** (-max_db / 10) * energy
+    return 10 * torch.log10((energy + eps) / (residual.pow(2).sum(1) + floor + eps))
 
 
 def si_sdr_improvement(est: Tensor, noisy: Tensor, clean: Tensor, lengths: Optional[Tensor] = None) -> Tensor:

@@ -99,6 +99,10 @@ def _affine(bn):
 def block_plans(model) -> List[BlockPlan]:
     """Eval-mode constants of every block of ``model`` (norms folded to per-channel affines)."""
     tcn, plans = model.tcn, []
+    if tcn.gated and tcn.gate_input == "static":
+        # a static mask is a narrowed dense model: nothing to gate per frame
+        raise ValueError("A static-mask model (gate_input='static', the static-pruning baseline) has no "
+                         "streaming path; run it offline.")
     for i, blk in enumerate(tcn.blocks):
         s1, t1 = _affine(blk.norm1)
         s2, t2 = _affine(blk.norm2)

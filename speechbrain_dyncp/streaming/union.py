@@ -134,8 +134,8 @@ def union_skipping(model):
     >>> bool(torch.allclose(union_skipping(model)(x).wav, model(x).wav, atol=1e-6))
     True
     """
-    if model.training or not model.tcn.gated:
-        raise ValueError("union_skipping needs a gated model in eval mode.")
+    if model.training or not model.tcn.gated or model.tcn.gate_input == "static":
+        raise ValueError("union_skipping needs a (per-frame) gated model in eval mode.")
     view = copy.copy(model)
     view._modules = dict(model._modules)
     tcn = copy.copy(model.tcn)  # a shallow copy: the original keeps its forward

@@ -86,3 +86,17 @@ def test_stoi_batch_trims_to_lengths():
     got = batch_metric(stoi, clean, clean, torch.tensor([1.0, 0.8]))
     assert torch.allclose(got, torch.ones(2, dtype=torch.float64), atol=1e-6)
     assert stoi(noisy[0], clean[0]) < 0.9
+
+
+def test_capped_si_sdr_is_a_soft_ceiling_for_the_training_loss():
+    """max_db bounds near-perfect items (clean input) and leaves noisy items' SI-SDR alone."""
+    torch.manual_seed(0)
+    ref = torch.randn(3, 8000)
+    est = ref + torch.stack([torch.zeros(8000), 0.1 * torch.randn(8000), 1.0 * torch.randn(8000)])
+    est.requires_grad_(True)
+    capped = si_sdr(est, ref, max_db=30.0)
+    plain, c = si_sdr(est, ref).tolist(), capped.tolist()
+    assert plain[0] > 60 and c[0] == pytest.approx(30.0, abs=0.01)
+    assert plain[1] - 0.5 < c[1] < plain[1] and c[2] == pytest.approx(plain[2], abs=0.01)  # 20 dB, 0 dB
+    (-capped.sum()).backward()
+    assert torch.isfinite(est.grad).all() and est.grad[2].abs().sum() > 0
