@@ -170,7 +170,7 @@ def cmd_enhance(args) -> int:
             analysis = model.analyze_batch(wav.unsqueeze(0)) if (args.probes or args.plot) else None
             if analysis is not None and "silence" in warnings:  # estimates of nothing: not reported
                 drop_signal_estimates(analysis)
-            enhanced = analysis.wav[0] if analysis is not None else model.enhance_batch(wav.unsqueeze(0))[0]
+            enhanced = analysis.wav[0] if analysis is not None else model.enhance_signal_fast(wav)
             dst.parent.mkdir(parents=True, exist_ok=True)
             if args.probes:
                 write_probe_outputs(stem, analysis)
