@@ -43,7 +43,7 @@ def test_ratio_loss_learns_the_budget_and_gates_cost_nothing():
         opt.step()
     model.eval()
     out = model(wav)
-    assert abs(out.gates.mean().item() - 0.25) < 0.1  # learned from dense (init 0.5 -> all on)
+    assert abs(out.gates.mean().item() - 0.25) < 0.04  # learned from dense (init 0.5 -> all on)
     parts = dense_macs(model)
     assert parts["gates"] == 0
     macs = macs_per_frame(model, out.gates, out.frame_mask)
