@@ -26,6 +26,7 @@ from speechbrain_dyncp.data.audio import AudioError, read_audio, write_audio
 from speechbrain_dyncp.inference.strict import StrictPretrained
 from speechbrain_dyncp.efficiency import dynamism, frame_active_ratio, macs_per_frame
 from speechbrain_dyncp.probes.heads import HEADS, head
+from speechbrain_dyncp.probes.mask_snr import MaskSNRCalibration, enhancer_mask_ratio_db
 
 
 @dataclass
@@ -56,6 +57,9 @@ class EnhancementAnalysis:
     # per item: efficiency.dynamism() without its per-frame tensor (that is active_ratio);
     # speech vs non-speech split by the VAD probe (vad_prob > 0.5) when the model has one
     dynamism: List[dict] = field(default_factory=list)
+    # per item: the calibrated SNR read off the T-F mask (probes/mask_snr.py), where the model
+    # folder has a ``snr_mask_calibration``; utterance_snr() prefers it to the gate probe
+    snr_from_mask_db: Optional[List[float]] = None
 
     @staticmethod
     def _head_of(attr: str) -> Optional[str]:
@@ -123,7 +127,11 @@ class EnhancementAnalysis:
         return float(self.outputs["f0"][i, :n][speech].median())
 
     def utterance_snr(self, i: int = 0) -> Optional[float]:
-        """SNR estimate (dB) of item ``i`` from all its frames, or None."""
+        """SNR estimate (dB) of item ``i``: the calibrated T-F mask read-out where the model has one
+        (2.9 dB MAE on the real test split against 4.6 dB for the gate probe; docs/results_real.md),
+        else the gate probe's estimate from all frames, or None."""
+        if self.snr_from_mask_db is not None:
+            return self.snr_from_mask_db[i]
         return self.utterance_value("snr", i)
 
 
@@ -255,6 +263,10 @@ class DynCPEnhancement(StrictPretrained, Pretrained):
         )
         if self.probes is not None:
             self._fill_probes(result, self.probes(out.gates, out.frame_mask))
+        calibration = MaskSNRCalibration.from_dict(getattr(self.hparams, "snr_mask_calibration", None))
+        if calibration is not None:
+            ratio = enhancer_mask_ratio_db(self.enhancer, noisy, out)
+            result.snr_from_mask_db = [float(v) for v in calibration.predict(ratio.cpu().numpy())]
         result.active_ratio = frame_active_ratio(out.gates, out.frame_mask)
         speech = result.vad_prob > 0.5 if result.vad_prob is not None else None
         result.dynamism = [{k: v for k, v in d.items() if k != "active_ratio"}

@@ -1,0 +1,65 @@
+"""The T-F mask SNR read-out (probes/mask_snr.py): what it measures, its calibration, its storage."""
+
+import numpy as np
+import pytest
+import torch
+
+from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
+from speechbrain_dyncp.lobes.enhancer import dyncp_small
+from speechbrain_dyncp.probes.mask_snr import MaskSNRCalibration, enhancer_mask_ratio_db
+
+
+def test_ratio_does_not_depend_on_the_attenuation_limit():
+    """The floor is undone, so a user's --attenuation-limit-db does not shift the SNR read-out."""
+    torch.manual_seed(0)
+    model = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval()
+    x = torch.randn(2, 6000)
+    with torch.no_grad():
+        plain = enhancer_mask_ratio_db(model, x, model(x))
+        model.attenuation_limit_db = 12.0
+        limited_out = model(x)
+        limited = enhancer_mask_ratio_db(model, x, limited_out)
+    assert float(limited_out.mask.min()) >= 10 ** (-12 / 20) - 1e-6  # the limit is really on
+    assert torch.allclose(plain, limited, atol=1e-3)
+
+
+def test_calibration_is_monotone_and_learns_a_biased_read_out():
+    rng = np.random.default_rng(0)
+    snr = rng.choice([-5.0, 0.0, 5.0, 10.0, 20.0], 500)
+    ratio = 0.5 * snr + 4.0 + rng.normal(0, 1.0, 500)  # compressed and shifted, like the real mask
+    cal = MaskSNRCalibration.fit(ratio, snr)
+    assert np.all(np.diff(cal.snr_db) >= 0) and np.all(np.diff(cal.ratio_db) > 0)
+    assert np.abs(cal.predict(ratio) - snr).mean() < np.abs(ratio - snr).mean() / 3
+    assert cal.predict([-1e3])[0] == cal.snr_db[0] and cal.predict([1e3])[0] == cal.snr_db[-1]  # clipped
+    with pytest.raises(ValueError):
+        MaskSNRCalibration.from_dict({"ratio_db": [0.0], "snr_db": [1.0, 2.0]})
+
+
+def test_utterance_snr_prefers_the_calibrated_mask_read_out_when_the_folder_has_one():
+    torch.manual_seed(0)
+    enhancer = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval()
+    x = torch.randn(1, 8000)
+    bare = DynCPEnhancement(modules={"enhancer": enhancer}, hparams={"sample_rate": 16000})
+    assert bare.analyze_batch(x).utterance_snr(0) is None  # no probes, no calibration: no number
+    cal = {"ratio_db": [-100.0, 100.0], "snr_db": [-50.0, 50.0]}  # snr = ratio / 2
+    model = DynCPEnhancement(modules={"enhancer": enhancer}, hparams={"sample_rate": 16000, "snr_mask_calibration": cal})
+    with torch.no_grad():
+        ratio = float(enhancer_mask_ratio_db(enhancer, x, enhancer(x))[0])
+    assert model.analyze_batch(x).utterance_snr(0) == pytest.approx(ratio / 2, abs=1e-4)
+
+
+def test_written_calibration_loads_from_the_folder_and_rewriting_replaces_it(tmp_path, recipe_module):
+    from speechbrain_dyncp.export import write_model_folder
+    from speechbrain_dyncp.inference.loading import load_enhancer
+
+    torch.manual_seed(0)
+    model = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval()
+    folder = write_model_folder(tmp_path / "m", dict(channels=8, hidden=16, n_stacks=2, n_blocks=3, gate_hidden=4),
+                                model.state_dict())
+    fit = recipe_module("recipes/DynCP/fit_snr_calibration.py")
+    for top in (10.0, 20.0):
+        fit.write_calibration(folder, MaskSNRCalibration([0.0, 1.0], [0.0, top]))
+    text = (folder / "hyperparams.yaml").read_text()
+    assert text.count("snr_mask_calibration:") == 1
+    loaded = load_enhancer(str(folder))
+    assert MaskSNRCalibration.from_dict(loaded.hparams.snr_mask_calibration).snr_db == [0.0, 20.0]
