@@ -18,6 +18,7 @@ def drop_signal_estimates(analysis) -> None:
     """Forget the rate heads' outputs (noise class, SNR, ...): estimates of a signal that is not there."""
     for name in [n for n in analysis.outputs if head(n).probe.get("level") == "rate"]:
         del analysis.outputs[name]
+    analysis.snr_from_mask_db = None  # the T-F mask read-out (probes/mask_snr.py) is one too
 
 
 def write_probe_outputs(stem: Path, analysis, item: int = 0) -> None:

@@ -63,3 +63,16 @@ def test_written_calibration_loads_from_the_folder_and_rewriting_replaces_it(tmp
     assert text.count("snr_mask_calibration:") == 1
     loaded = load_enhancer(str(folder))
     assert MaskSNRCalibration.from_dict(loaded.hparams.snr_mask_calibration).snr_db == [0.0, 20.0]
+
+
+def test_silence_drops_the_mask_read_out_too():
+    """Digital silence: the CLI drops the signal estimates; the mask SNR must not survive as a number."""
+    from speechbrain_dyncp.probes.outputs import drop_signal_estimates
+
+    enhancer = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval()
+    cal = {"ratio_db": [-100.0, 100.0], "snr_db": [-50.0, 50.0]}
+    model = DynCPEnhancement(modules={"enhancer": enhancer}, hparams={"sample_rate": 16000, "snr_mask_calibration": cal})
+    result = model.analyze_batch(torch.zeros(1, 8000))
+    assert result.utterance_snr(0) is not None
+    drop_signal_estimates(result)
+    assert result.utterance_snr(0) is None
