@@ -154,6 +154,11 @@ class DynCPEnhancer(nn.Module):
         mask = torch.sigmoid(logits)
         return mask if floor == 0.0 else floor + (1.0 - floor) * mask
 
+    def spectrum(self, wav: Tensor) -> Tensor:
+        """The analysis STFT ``[B, F, N]`` of ``wav`` ``[B, T]`` (centred frames, zero padding)."""
+        return torch.stft(wav, self.n_fft, self.hop_length, window=self.window, center=True,
+                          pad_mode="constant", return_complex=True)
+
     def features(self, spec: Tensor) -> Tensor:
         """Input features ``[B, N, F]`` from the complex STFT ``[B, F, N]``."""
         mag = spec.abs().transpose(1, 2)
@@ -194,8 +199,7 @@ class DynCPEnhancer(nn.Module):
         n_valid = frame_lengths(lengths, t, b).to(wav.device)  # samples, rounded
         sample_mask = torch.arange(t, device=wav.device)[None] < n_valid[:, None]
         wav = wav * sample_mask.to(wav.dtype)
-        spec = torch.stft(wav, self.n_fft, self.hop_length, window=self.window, center=True,
-                          pad_mode="constant", return_complex=True)  # B, F, N
+        spec = self.spectrum(wav)  # B, F, N
         n = spec.shape[-1]
         frame_mask = torch.arange(n, device=wav.device)[None] < (1 + n_valid // self.hop_length)[:, None]
         mask, gates = self.masker(self.features(spec), frame_mask)

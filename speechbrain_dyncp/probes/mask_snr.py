@@ -62,9 +62,7 @@ def mask_energy_ratio_db(spec: Tensor, mask: Tensor, frame_mask: Tensor, floor: 
 
 def enhancer_mask_ratio_db(enhancer, noisy: Tensor, out) -> Tensor:
     """:func:`mask_energy_ratio_db` of a ``DynCPEnhancer`` forward ``out`` on ``noisy`` ``[B, T]`` (same STFT)."""
-    spec = torch.stft(noisy, enhancer.n_fft, enhancer.hop_length, window=enhancer.window, center=True,
-                      pad_mode="constant", return_complex=True)
-    return mask_energy_ratio_db(spec, out.mask, out.frame_mask, enhancer.mask_floor)
+    return mask_energy_ratio_db(enhancer.spectrum(noisy), out.mask, out.frame_mask, enhancer.mask_floor)
 
 
 @dataclass
