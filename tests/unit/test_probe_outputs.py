@@ -38,7 +38,10 @@ def _summary(tmp_path, noise_probs):
 
 def test_register_is_the_median_over_speech_frames_and_no_f0_track_is_written(tmp_path):
     res, summary, csv_text = _summary(tmp_path, [0.8, 0.1, 0.1])
-    assert summary["f0_register_hz"] == pytest.approx(res.register_hz(0)) == pytest.approx(190.0)  # frames 5..24
+    assert summary["f0_register_hz"] == res.register_hz(0) == res.register_from_mask_hz[0]  # the T-F mask's
+    assert res.register_from_mask_hz[0] is None  # white-noise input: nothing periodic, no register
+    res.register_from_mask_hz = None  # without the mask read-out: the gate probe's F0 over speech frames
+    assert res.register_hz(0) == pytest.approx(190.0)  # frames 5..24
     assert "f0" not in csv_text.splitlines()[0]
     assert summary["noise_class"] == "babble_crowd" and summary["noise_prob"] == pytest.approx(0.8)
 
