@@ -41,9 +41,12 @@ LISTS = ("clean", "snr5", "snr0", "snrm5", "mixed")
 MEASURES = ["snr_db", "speech_frac"]
 
 
-def embed_and_measure(ids, data, speaker, enhancer, cache: dict, front_end: bool = False):
-    """Embedding and quality measures of every id not yet in ``cache`` (id -> (emb, [q...]));
-    with ``front_end`` the embedding is of the enhancer's output (quality still of the input)."""
+def embed_and_measure(ids, data, speaker, enhancer, cache: dict, front_end: bool = False,
+                      below_snr: float = float("inf"), fuse: bool = False):
+    """Embedding and quality measures of every id not yet in ``cache`` (id -> (emb, [q...], enhanced));
+    with ``front_end`` the embedding is of the enhancer's output (quality still of the input), for the
+    files whose SNR estimate is below ``below_snr`` (all by default; the others are embedded as they are);
+    with ``fuse`` it is the mean of the unit-length embeddings of the input and of the output."""
     from tqdm import tqdm
 
     for uid in tqdm([i for i in ids if i not in cache], desc="embed + probes", unit="file"):
@@ -51,8 +54,12 @@ def embed_and_measure(ids, data, speaker, enhancer, cache: dict, front_end: bool
         with torch.no_grad():
             analysis = enhancer.analyze_file(str(path))
             q = probe_quality(analysis)
-            emb = speaker.encode_batch(analysis.wav[0].cpu())[0, 0].cpu() if front_end else speaker.embed_file(path)
-        cache[uid] = (emb, [q[m] for m in MEASURES])
+            enhanced = front_end and not q["snr_db"] >= below_snr  # an unknown (NaN) SNR is enhanced
+            emb = speaker.encode_batch(analysis.wav[0].cpu())[0, 0].cpu() if enhanced else speaker.embed_file(path)
+            if enhanced and fuse:
+                emb = torch.nn.functional.normalize(emb, dim=0) + torch.nn.functional.normalize(
+                    speaker.embed_file(path), dim=0)
+        cache[uid] = (emb, [q[m] for m in MEASURES], enhanced)
 
 
 def score_list(trials, speaker, cache):
@@ -91,6 +98,11 @@ def main(argv=None):
     p.add_argument("--store", action="store_true", help="write calibration.json into --model")
     p.add_argument("--front_end", action="store_true",
                    help="embed the quality model's enhanced output instead of the input (both sides)")
+    p.add_argument("--front_end_below_snr", type=float, default=float("inf"),
+                   help="with --front_end: enhance only files whose SNR estimate (the quality model's own "
+                        "read-out) is below this (dB); the others are embedded unenhanced")
+    p.add_argument("--fuse_front_end", action="store_true",
+                   help="with --front_end: embed input and output and use the mean of the unit-length embeddings")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
@@ -106,7 +118,7 @@ def main(argv=None):
     if args.front_end and args.store:
         raise SystemExit("--front_end and --store together: dyncp verify embeds the unenhanced input")
     embed_and_measure(sorted({i for t in lists.values() for i in t.ids()}), data, speaker, enhancer, cache,
-                      front_end=args.front_end)
+                      front_end=args.front_end, below_snr=args.front_end_below_snr, fuse=args.fuse_front_end)
     # fit on every dev condition (4x the trials of dev_mixed, the same mix of conditions)
     dev = [score_list(lists[f"dev_{c}"], speaker, cache) + (lists[f"dev_{c}"].labels,) for c in LISTS[:4]]
     s_dev, qe_dev, qt_dev, y_dev = (np.concatenate(x) for x in zip(*dev))
@@ -122,12 +134,15 @@ def main(argv=None):
         np.savez(out / f"scores_{name}.npz", score=s, label=trials.labels, q_enrol=qe, q_test=qt,
                  enrol=np.array(trials.enrol), test=np.array(trials.test))
         results[name] = evaluate(s, trials.labels, plain.llr(s), qmf.llr(s, qe, qt))
+        results[name]["enhanced_share"] = {side: float(np.mean([cache[i][2] for i in ids]))
+                                           for side, ids in (("enrol", trials.enrol), ("test", trials.test))}
         corpus = np.array([e.split("/")[1].split("_")[0] for e in trials.enrol])  # <spk>/<corpus>/<utt>
         for c in sorted(set(corpus)):  # read sentences and one-second words differ a lot
             k = corpus == c
             if 0 < trials.labels[k].sum() < k.sum():
                 results[name][f"EER_{c}"] = verification_metrics(s[k], trials.labels[k])["EER"]
-        logger.info("%s %s", name, json.dumps({k: round(v, 4) for k, v in results[name].items()}))
+        logger.info("%s %s", name, json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                               for k, v in results[name].items()}))
     snr = np.array([cache[i][1][0] for i in cache])
     results["probe_snr_db_quantiles"] = dict(zip(("p10", "p50", "p90"), map(float, np.nanpercentile(snr, [10, 50, 90]))))
     (out / "calibration_metrics.json").write_text(json.dumps(results, indent=1) + "\n")
