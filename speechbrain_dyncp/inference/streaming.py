@@ -5,6 +5,7 @@ and per-frame probe estimates out, identical to the offline results.
     for chunk in microphone:                 # any number of samples
         out = stream.process(chunk)          # out.wav: as many samples, delayed by stream.latency
         out.vad_prob, out.f0_hz, out.snr_db  # one value per frame completed by this chunk
+        out.register_hz                      # running F0 register (T-F mask read-out), or None
     tail = stream.finish()                   # the last ``latency`` samples
 
 Authors
@@ -20,6 +21,9 @@ from torch import Tensor
 
 from speechbrain_dyncp.efficiency import dense_macs
 from speechbrain_dyncp.probes.heads import HEADS, head
+from speechbrain_dyncp.probes.mask_register import MaskRegisterSettings, masked_autocorrelation_f0
+
+REGISTER = MaskRegisterSettings()  # the offline read-out's settings (EnhancementAnalysis.register_from_mask_hz)
 
 
 @dataclass
@@ -34,6 +38,9 @@ class StreamOutput:
     # per class head: (label, probability) of the running estimate after the last frame
     top_classes: Dict[str, Tuple[str, float]] = field(default_factory=dict)
     gates: Optional[Tensor] = None  # [L, frames, H] gates of the completed frames
+    # the running F0 register (Hz) read off the T-F mask (probes/mask_register.py) after the last
+    # frame; None until enough voiced speech frames (needs a VAD probe), as in offline analysis
+    register_hz: Optional[float] = None
 
     def __getattr__(self, attr):
         name = next((h.name for h in HEADS.values() if h.key == attr), None)
@@ -122,6 +129,7 @@ class EnhancementStreamer:
             batch_size=1, group_frames=self.group_frames, keep_gates=self.probes is not None
         )
         self.probe_state = self.probes.init_state(1) if self.probes is not None else None
+        self.voiced_f0: List[float] = []  # F0 of the voiced speech frames so far (the register's median)
 
     @torch.no_grad()
     def process(self, chunk: Union[Tensor, np.ndarray]) -> StreamOutput:
@@ -143,12 +151,13 @@ class EnhancementStreamer:
         return tail
 
     def _collect(self, wav: Tensor, n_frames: int) -> StreamOutput:
-        out = StreamOutput(wav=wav, frames=n_frames)
+        out = StreamOutput(wav=wav, frames=n_frames, register_hz=self.register_hz)
         if self.probes is None or not self.ctx.gates:
             return out
         gates = torch.cat(self.ctx.gates, dim=2)[0]  # L, frames, H
         self.ctx.gates.clear()
         out.gates = gates
+        f0, periodicity = self._mask_f0()
         for t in range(gates.shape[1]):
             pred, self.probe_state = self.probes.forward_frame(gates[:, t].unsqueeze(0), self.probe_state)
             for name, y in pred.items():  # every head of the model (probes/heads.py)
@@ -159,7 +168,25 @@ class EnhancementStreamer:
                     out.top_classes[name] = (str(self.probes.heads[name]["classes"][k]), float(p[k]))
                 else:
                     out.outputs.setdefault(name, []).append(float(p))
+            if "vad" in pred and float(pred["vad"][0]) > 0.5 and float(periodicity[t]) > REGISTER.voicing_threshold:
+                self.voiced_f0.append(float(f0[t]))
+        out.register_hz = self.register_hz
         return out
+
+    @property
+    def register_hz(self) -> Optional[float]:
+        """The running F0 register (Hz): median F0 of the voiced speech frames so far, or None."""
+        if len(self.voiced_f0) < REGISTER.min_frames:
+            return None
+        return float(torch.tensor(self.voiced_f0).median())
+
+    def _mask_f0(self):
+        """Per-frame F0 and periodicity of the frames just computed, from their masked spectra."""
+        masked = torch.cat(self.ctx.masked_spectra, dim=2)  # 1, bins, frames
+        self.ctx.masked_spectra.clear()
+        ones = masked.real.new_ones(1, masked.shape[2], masked.shape[1])  # the mask is already applied
+        f0, periodicity = masked_autocorrelation_f0(masked, ones, self.enhancer.window, int(self.enhancer.sample_rate))
+        return f0[0], periodicity[0]
 
     @property
     def macs_saved_pct(self) -> float:

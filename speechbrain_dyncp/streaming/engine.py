@@ -89,6 +89,8 @@ class StreamingContext(Framed):
     gates: List[Tensor] = field(default_factory=list)
     """When ``keep_gates``: per group, [B, L, F, H] gates (for checks / probes)."""
     keep_gates: bool = False
+    masked_spectra: List[Tensor] = field(default_factory=list)
+    """When ``keep_gates``: per group, the masked spectrum [B, bins, F] (the T-F mask read-outs)."""
 
 
 def _affine(bn):
@@ -214,6 +216,8 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
     if gates:
         ctx.gates.append(torch.stack(gates, 1).transpose(2, 3))
     mask = model.mask_from_logits(torch.matmul(model.back.weight, x) + model.back.bias[:, None])  # B, bins, F
+    if ctx.keep_gates:
+        ctx.masked_spectra.append(spec * mask)
     return torch.fft.irfft(spec * mask, n=model.n_fft, dim=1) * model.window[:, None]
 
 

@@ -73,3 +73,21 @@ def test_streamer_rejects_nan_and_resets():
         raise AssertionError("NaN chunk accepted")
     stream.reset()
     assert stream.ctx.frames_done == 0 and stream.process(torch.zeros(600)).frames == 2
+
+
+def test_streamer_register_follows_the_offline_t_f_mask_read_out():
+    """The running register after the last frame is the offline analysis' register_hz (same masks)."""
+    model = _model_with_probes()
+    t = torch.arange(24000) / 16000
+    voiced = sum(torch.sin(2 * torch.pi * 140 * k * t) / k for k in range(1, 9))[None]
+    offline = model.analyze_batch(voiced)
+    stream = model.streamer()
+    first = stream.process(voiced[0, :1000])
+    assert first.register_hz is None  # too few voiced frames yet: no number
+    outs = [stream.process(c) for c in voiced[0, 1000:].split(1500)]
+    stream.finish()
+    assert offline.register_hz(0) is not None and abs(offline.register_hz(0) - 140.0) < 7.0
+    assert abs(stream.last.register_hz - offline.register_hz(0)) < 0.5
+    assert outs[-1].register_hz is not None
+    stream.reset()
+    assert stream.register_hz is None
