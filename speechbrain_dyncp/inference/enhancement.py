@@ -116,6 +116,8 @@ class EnhancementAnalysis:
         F0 read-out and 68 % for torchcrepe-tiny on the noisy input; docs/results_real.md); else
         the median of the gate probe's F0 read-out over the frames the VAD probe calls speech;
         a model with a ``register`` head and no F0 head gives that head's estimate.
+        ``min_frames`` applies to the gate path; the mask read-out has its own
+        (``MaskRegisterSettings.min_frames``, also 10 voiced speech frames).
 
         A register, not a pitch contour: the gate read-out is within 50 cents on few frames,
         and the mask's frame track is too coarse to be offered as one; use a pitch tracker
