@@ -275,13 +275,15 @@ class DynCPEnhancement(StrictPretrained, Pretrained):
         if self.probes is not None:
             self._fill_probes(result, self.probes(out.gates, out.frame_mask))
         calibration = MaskSNRCalibration.from_dict(getattr(self.hparams, "snr_mask_calibration", None))
+        speech = result.vad_prob > 0.5 if result.vad_prob is not None else None
+        # one analysis STFT for both T-F mask read-outs
+        spec = self.enhancer.spectrum(noisy) if calibration is not None or speech is not None else None
         if calibration is not None:
-            ratio = enhancer_mask_ratio_db(self.enhancer, noisy, out)
+            ratio = enhancer_mask_ratio_db(self.enhancer, noisy, out, spec=spec)
             result.snr_from_mask_db = [float(v) for v in calibration.predict(ratio.cpu().numpy())]
         result.active_ratio = frame_active_ratio(out.gates, out.frame_mask)
-        speech = result.vad_prob > 0.5 if result.vad_prob is not None else None
         if speech is not None:  # without a VAD, periodic noise (hum, music) would vote for a register
-            result.register_from_mask_hz = enhancer_mask_register_hz(self.enhancer, noisy, out, speech)
+            result.register_from_mask_hz = enhancer_mask_register_hz(self.enhancer, noisy, out, speech, spec=spec)
         result.dynamism = [{k: v for k, v in d.items() if k != "active_ratio"}
                            for d in dynamism(out.gates, out.frame_mask, speech)]
         return result

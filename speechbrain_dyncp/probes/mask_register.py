@@ -118,13 +118,16 @@ def register_from_track(f0: Tensor, periodicity: Tensor, speech: Tensor,
 
 
 def enhancer_mask_register_hz(enhancer, noisy: Tensor, out, speech: Optional[Tensor] = None,
-                              settings: MaskRegisterSettings = MaskRegisterSettings()) -> List[Optional[float]]:
+                              settings: MaskRegisterSettings = MaskRegisterSettings(),
+                              spec: Optional[Tensor] = None) -> List[Optional[float]]:
     """The register of each item of a ``DynCPEnhancer`` forward ``out`` on ``noisy`` ``[B, T]``.
 
     ``speech`` ``[B, N]`` (e.g. the VAD probe > 0.5) limits the median to speech frames; without
-    it every valid frame may vote (periodic noise such as hum then can).
+    it every valid frame may vote (periodic noise such as hum then can). ``spec``:
+    ``enhancer.spectrum(noisy)`` where the caller already has it.
     """
-    f0, periodicity = masked_autocorrelation_f0(enhancer.spectrum(noisy), out.mask, enhancer.window,
+    spec = enhancer.spectrum(noisy) if spec is None else spec
+    f0, periodicity = masked_autocorrelation_f0(spec, out.mask, enhancer.window,
                                                 int(enhancer.sample_rate), settings)
     valid = out.frame_mask[:, : f0.shape[1]].bool()
     if speech is not None:

@@ -60,9 +60,11 @@ def mask_energy_ratio_db(spec: Tensor, mask: Tensor, frame_mask: Tensor, floor: 
     return 10.0 * torch.log10((kept + 1e-12) / (removed + 1e-12))
 
 
-def enhancer_mask_ratio_db(enhancer, noisy: Tensor, out) -> Tensor:
-    """:func:`mask_energy_ratio_db` of a ``DynCPEnhancer`` forward ``out`` on ``noisy`` ``[B, T]`` (same STFT)."""
-    return mask_energy_ratio_db(enhancer.spectrum(noisy), out.mask, out.frame_mask, enhancer.mask_floor)
+def enhancer_mask_ratio_db(enhancer, noisy: Tensor, out, spec: Optional[Tensor] = None) -> Tensor:
+    """:func:`mask_energy_ratio_db` of a ``DynCPEnhancer`` forward ``out`` on ``noisy`` ``[B, T]`` (same STFT;
+    ``spec``: ``enhancer.spectrum(noisy)`` where the caller already has it)."""
+    spec = enhancer.spectrum(noisy) if spec is None else spec
+    return mask_energy_ratio_db(spec, out.mask, out.frame_mask, enhancer.mask_floor)
 
 
 @dataclass

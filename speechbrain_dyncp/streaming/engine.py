@@ -216,9 +216,10 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
     if gates:
         ctx.gates.append(torch.stack(gates, 1).transpose(2, 3))
     mask = model.mask_from_logits(torch.matmul(model.back.weight, x) + model.back.bias[:, None])  # B, bins, F
+    masked = spec * mask
     if ctx.keep_gates:
-        ctx.masked_spectra.append(spec * mask)
-    return torch.fft.irfft(spec * mask, n=model.n_fft, dim=1) * model.window[:, None]
+        ctx.masked_spectra.append(masked)
+    return torch.fft.irfft(masked, n=model.n_fft, dim=1) * model.window[:, None]
 
 
 def _run(model, ctx: StreamingContext) -> None:
