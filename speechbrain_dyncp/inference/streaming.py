@@ -12,6 +12,7 @@ Authors
  * speechbrain-dyncp contributors
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -129,7 +130,9 @@ class EnhancementStreamer:
             batch_size=1, group_frames=self.group_frames, keep_gates=self.probes is not None
         )
         self.probe_state = self.probes.init_state(1) if self.probes is not None else None
-        self.voiced_f0: List[float] = []  # F0 of the voiced speech frames so far (the register's median)
+        # F0 -> count over the voiced speech frames so far: F0 is sample_rate / an integer lag, so at
+        # most a few hundred distinct values; the running median stays O(1) in memory on long streams
+        self.voiced_f0: Counter = Counter()
 
     @torch.no_grad()
     def process(self, chunk: Union[Tensor, np.ndarray]) -> StreamOutput:
@@ -169,16 +172,21 @@ class EnhancementStreamer:
                 else:
                     out.outputs.setdefault(name, []).append(float(p))
             if "vad" in pred and float(pred["vad"][0]) > 0.5 and float(periodicity[t]) > REGISTER.voicing_threshold:
-                self.voiced_f0.append(float(f0[t]))
+                self.voiced_f0[float(f0[t])] += 1
         out.register_hz = self.register_hz
         return out
 
     @property
     def register_hz(self) -> Optional[float]:
         """The running F0 register (Hz): median F0 of the voiced speech frames so far, or None."""
-        if len(self.voiced_f0) < REGISTER.min_frames:
+        n = sum(self.voiced_f0.values())
+        if n < REGISTER.min_frames:
             return None
-        return float(torch.tensor(self.voiced_f0).median())
+        rank = (n - 1) // 2  # the lower median, as torch.median of the offline read-out
+        for value in sorted(self.voiced_f0):
+            rank -= self.voiced_f0[value]
+            if rank < 0:
+                return value
 
     def _mask_f0(self):
         """Per-frame F0 and periodicity of the frames just computed, from their masked spectra."""
