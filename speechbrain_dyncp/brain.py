@@ -23,23 +23,55 @@ stops it from running or resuming reliably:
   recoverable; the train DataLoader gets its own ``torch.Generator`` so
   creating its iterator does not draw from the global RNG (a resumed epoch
   would otherwise be shifted by one draw).
+* **Clean exit.** :func:`start_ddp_group` is ``ddp_init_group`` plus a
+  ``destroy_process_group`` at interpreter exit: a gloo rank that exits with
+  its process group alive can abort in the group's thread destructors
+  ("terminate called without an active exception", SIGABRT) after the run
+  succeeded, and torchrun then reports the whole run as failed.
 
 Authors
  * speechbrain-dyncp contributors
 """
 
+import atexit
 import os
 from typing import Union
 
 import speechbrain as sb
 import torch
 from speechbrain.utils.checkpoints import Checkpointer
-from speechbrain.utils.distributed import ddp_all_reduce, is_distributed_initialized
+from speechbrain.utils.distributed import ddp_all_reduce, ddp_init_group, is_distributed_initialized
 from torch.nn import SyncBatchNorm
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import IterableDataset
 
 from speechbrain_dyncp.checkpoints import AtomicCheckpointer, RNGState
+
+
+def start_ddp_group(run_opts: dict) -> None:
+    """SpeechBrain's ``ddp_init_group``, and the group destroyed when the process exits.
+
+    Arguments
+    ---------
+    run_opts : dict
+        As returned by ``speechbrain.parse_arguments`` (nothing happens
+        outside a ``torchrun`` launch).
+
+    Example
+    -------
+    >>> start_ddp_group({"distributed_backend": "gloo"})  # not under torchrun: no group
+    >>> is_distributed_initialized()
+    False
+    """
+    ddp_init_group(run_opts)
+    if is_distributed_initialized():
+        atexit.register(_destroy_ddp_group)
+
+
+def _destroy_ddp_group() -> None:
+    """No barrier: a rank that failed must not leave the others waiting at exit."""
+    if is_distributed_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def ddp_mean(value: Union[float, torch.Tensor], weight: float = 1.0):

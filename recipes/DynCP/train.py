@@ -45,7 +45,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 import speechbrain_dyncp.brain
-from speechbrain_dyncp.brain import ddp_mean, unwrap
+from speechbrain_dyncp.brain import ddp_mean, start_ddp_group, unwrap
 from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import item_frame_labels
 from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, speed_rates
@@ -432,7 +432,7 @@ def prepare_data(hparams):
 def main(argv):
     """Parse, prepare, fit, then run the TEST stage on the best checkpoint."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    sb.utils.distributed.ddp_init_group(run_opts)
+    start_ddp_group(run_opts)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(

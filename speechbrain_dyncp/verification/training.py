@@ -30,7 +30,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dyncp.brain import DynCPBrain
+from speechbrain_dyncp.brain import DynCPBrain, start_ddp_group
 from speechbrain_dyncp.data.audio import audio_info, read_audio
 from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel
 from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
@@ -53,7 +53,7 @@ def start_speaker_recipe(hparams_file, run_opts, overrides: str):
         :func:`~speechbrain_dyncp.verification.pipeline.resolve_voxceleb_data`
         (the embedded corpus is built where asked), and that corpus.
     """
-    sb.utils.distributed.ddp_init_group(run_opts)
+    start_ddp_group(run_opts)
     with open(hparams_file) as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file,

@@ -119,3 +119,26 @@ def test_train_loader_does_not_draw_from_global_rng(tmp_path):
     torch.manual_seed(0)
     assert torch.equal(torch.rand(1), after_iter)
     assert os.environ.get("RANK") is None  # no DDP leaked from other tests
+
+
+def test_ddp_group_is_destroyed_at_exit(tmp_path):
+    """A rank leaving with its gloo group alive can abort in thread destructors after a good run."""
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "rank.py"
+    script.write_text(
+        "import atexit, torch\n"
+        "from speechbrain_dyncp.brain import start_ddp_group\n"
+        # atexit runs last-registered first: this check runs after the package's teardown
+        "atexit.register(lambda: print('alive at exit:', torch.distributed.is_initialized()))\n"
+        "start_ddp_group({'distributed_backend': 'gloo', 'device': 'cpu'})\n"
+        "print('alive in run:', torch.distributed.is_initialized())\n")
+    with socket.socket() as probe:  # a free port for the group's store
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "alive in run: True" in proc.stdout and "alive at exit: False" in proc.stdout

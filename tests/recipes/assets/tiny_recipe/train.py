@@ -29,7 +29,7 @@ from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from speechbrain.utils.data_pipeline import provides, takes  # noqa: E402
 from speechbrain.utils.distributed import if_main_process, run_on_main  # noqa: E402
 
-from speechbrain_dyncp.brain import DynCPBrain, ddp_mean  # noqa: E402
+from speechbrain_dyncp.brain import DynCPBrain, ddp_mean, start_ddp_group  # noqa: E402
 from speechbrain_dyncp.data.audio import read_audio, write_audio  # noqa: E402
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards  # noqa: E402
 
@@ -128,7 +128,7 @@ def make_shards(hparams):
 
 if __name__ == "__main__":
     hparams_file, run_opts, overrides = sb.parse_arguments(sys.argv[1:])
-    sb.utils.distributed.ddp_init_group(run_opts)
+    start_ddp_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     sb.create_experiment_directory(hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides)
