@@ -27,6 +27,7 @@ import torch
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import unwrap
+from speechbrain_dyncp.verification.distillation import EmbeddingDistillationLoss, TeacherEmbeddings
 from speechbrain_dyncp.verification.training import (
     SpeakerIDBrain,
     augmentation_csvs,
@@ -70,7 +71,12 @@ pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
 
 
 class SpeakerBrain(SpeakerIDBrain):  # DynCPBrain: CPU/gloo DDP with BatchNorm, exact resume
-    """ECAPA + AAM softmax; lengths reach the normaliser and the pooling."""
+    """ECAPA + AAM softmax; lengths reach the normaliser and the pooling.
+
+    With ``--teacher_embeddings`` the loss adds ``distill_weight`` times the cosine
+    distance to a pretrained teacher's embedding of the clean utterance
+    (:mod:`speechbrain_dyncp.verification.distillation`), in training only.
+    """
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
@@ -80,14 +86,18 @@ class SpeakerBrain(SpeakerIDBrain):  # DynCPBrain: CPU/gloo DDP with BatchNorm, 
         feats = self.modules.compute_features(wavs)
         feats = self.modules.mean_var_norm(feats, lens)
         emb = self.modules.embedding_model(feats, lens)
-        return self.modules.classifier(emb), lens
+        return self.modules.classifier(emb), lens, emb
 
     def compute_objectives(self, predictions, batch, stage):
-        pred, lens = predictions
+        pred, lens, emb = predictions
         spkid, _ = batch.spk_id_encoded
+        teacher = batch.teacher_emb.data if "distill" in self.modules else None
         if stage == sb.Stage.TRAIN and hasattr(self.hparams, "wav_augment"):
             spkid = self.hparams.wav_augment.replicate_labels(spkid)
+            teacher = None if teacher is None else self.hparams.wav_augment.replicate_labels(teacher)
         loss = self.hparams.compute_cost(pred, spkid, lens)
+        if teacher is not None and stage == sb.Stage.TRAIN:
+            loss = loss + self.hparams.distill_weight * self.modules.distill(emb, teacher)
         if stage != sb.Stage.TRAIN:
             self.error_metrics.append(batch.id, pred, spkid, lens)
         return loss
@@ -116,6 +126,26 @@ def export_model_dir(hparams, brain, label_encoder, out_dir):
     logger.info("Exported speaker model to %s", out_dir)
 
 
+def add_teacher_targets(hparams, datasets):
+    """``teacher_emb`` for every item, and the distillation head as a module (checkpointed, not exported)."""
+    teacher = TeacherEmbeddings(hparams["teacher_embeddings"])
+
+    @sb.utils.data_pipeline.takes("wav")
+    @sb.utils.data_pipeline.provides("teacher_emb")
+    def teacher_pipeline(wav):
+        return teacher(wav)
+
+    for d in datasets:
+        d.add_dynamic_item(teacher_pipeline)
+        d.set_output_keys(["id", "sig", "spk_id_encoded", "teacher_emb"])
+    distill = EmbeddingDistillationLoss(hparams["emb_dim"], teacher.dim)
+    hparams["modules"]["distill"] = distill
+    # a run begun without a teacher cannot continue with one: the optimizer would not match its checkpoint
+    hparams["checkpointer"].add_recoverable("distill", distill)
+    logger.info("Distilling from %s (%d utterances, %d dims), weight %s", teacher.name, len(teacher.table),
+                teacher.dim, hparams["distill_weight"])
+
+
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     hparams, corpus = start_speaker_recipe(hparams_file, run_opts, overrides)
@@ -130,6 +160,8 @@ def main(argv):
         "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"],
         "skip_prep": hparams["skip_prep"]})
     train, valid, label_encoder = speaker_chunk_datasets(hparams)
+    if hparams["teacher_embeddings"]:
+        add_teacher_targets(hparams, [train, valid])
 
     classifier = hparams["classifier"](out_neurons=len(label_encoder))
     hparams["modules"]["classifier"] = classifier

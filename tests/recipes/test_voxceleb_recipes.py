@@ -163,3 +163,52 @@ def test_verify_stores_cohort_and_threshold_for_the_interface(repo_root, small_c
         got, decision = sv.verify_files(wav / f"{enrol}.wav", wav / f"{test}.wav")
         assert float(got) == pytest.approx(float(score), abs=1e-3)
         assert bool(decision) == (float(score) > sv.threshold)
+
+
+@pytest.mark.slow
+def test_distillation_pulls_the_student_into_the_teachers_space(repo_root, small_corpus, tmp_path):
+    """Trained with a teacher, the student's mapped embeddings point where the teacher's do."""
+    import csv
+    from pathlib import Path
+
+    from hyperpyyaml import load_hyperpyyaml
+
+    from speechbrain_dyncp.data.audio import read_audio
+    from speechbrain_dyncp.verification.distillation import EmbeddingDistillationLoss, utterance_key
+
+    wavs = sorted((small_corpus.voxceleb / "wav").rglob("*.wav"))
+    gen = torch.Generator().manual_seed(0)
+    speaker_dirs = sorted({w.parts[-3] for w in wavs})
+    direction = {s: torch.nn.functional.normalize(torch.randn(16, generator=gen), dim=0) for s in speaker_dirs}
+    table = {utterance_key(w): direction[w.parts[-3]] for w in wavs}  # a teacher that knows each speaker
+    torch.save({"teacher": "toy", "embeddings": table}, tmp_path / "teacher.pt")
+
+    out = tmp_path / "distilled"
+    _load(repo_root, "train_speaker").main([
+        str(repo_root / "hparams/VoxCeleb/train_ecapa.yaml"), f"--data_folder={small_corpus.voxceleb}",
+        f"--output_folder={out}", "--number_of_epochs=4", *TRAIN_ARGS,
+        f"--teacher_embeddings={tmp_path / 'teacher.pt'}", "--distill_weight=5.0"])
+
+    ckpt = max((out / "save").glob("CKPT+*"), key=lambda p: p.stat().st_mtime)
+    with open(out / "model" / "hyperparams.yaml") as fh:
+        model = load_hyperpyyaml(fh)
+    model["embedding_model"].load_state_dict(torch.load(ckpt / "embedding_model.ckpt", weights_only=True))
+    model["embedding_model"].eval()
+    distill = EmbeddingDistillationLoss(64, 16)
+    distill.load_state_dict(torch.load(ckpt / "distill.ckpt", weights_only=True))
+    with open(out / "save" / "train.csv") as fh:
+        train_wavs = sorted({Path(row["wav"]) for row in csv.DictReader(fh)})
+    untrained_head = EmbeddingDistillationLoss(64, 16)
+    with torch.no_grad():
+        losses, chance = [], []
+        for w in train_wavs[::7][:40]:
+            sig = read_audio(w)[None]
+            feats = model["compute_features"](sig)
+            feats = feats - feats.mean(dim=1, keepdim=True)  # sentence mean normalisation, as the model's
+            emb = model["embedding_model"](feats)
+            losses.append(float(distill(emb, table[utterance_key(w)][None])))
+            chance.append(float(untrained_head(emb, table[utterance_key(w)][None])))
+    distance, untrained = sum(losses) / len(losses), sum(chance) / len(chance)
+    assert train_wavs and distance < 0.75 and untrained > 0.9, (distance, untrained)  # cosine distance: 1 is chance
+    # the shipped folder is the plain ECAPA: the head stays in the checkpoint
+    assert not (out / "model" / "distill.ckpt").exists()
