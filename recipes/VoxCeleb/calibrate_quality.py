@@ -11,7 +11,8 @@ Trial lists come from :func:`speechbrain_dyncp.data.real_speakers.prepare_real_s
 (``dev_*`` on the held-apart valid speakers, ``test_*`` on the test speakers). The
 speaker model scores every trial as ``dyncp verify`` does (with its stored AS-norm
 cohort when it has one); the DynCP enhancer's probes (``--quality_model``, default
-the bundled one) give each file's SNR and speech-fraction estimates. A
+the bundled one) give each file's SNR and speech-fraction estimates, and with them its
+seconds of speech. A
 :class:`~speechbrain_dyncp.verification.calibration.QualityCalibrator` is fitted on
 the dev lists (clean, 5, 0, -5 dB test sides, pooled) with and without the quality
 measures, and ``test_*`` lists are scored: EER, minDCF, Cllr, minCllr. ``--store``
@@ -38,7 +39,7 @@ from speechbrain_dyncp.verification.trials import read_trials
 
 logger = logging.getLogger(__name__)
 LISTS = ("clean", "snr5", "snr0", "snrm5", "mixed")
-MEASURES = ["snr_db", "speech_frac"]
+MEASURES = ["snr_db", "speech_frac", "log_speech_s"]  # probe_quality: SNR, VAD share, seconds of speech
 
 
 def embed_and_measure(ids, data, speaker, enhancer, cache: dict, front_end: bool = False,
@@ -106,7 +107,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
-    from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, bundled_model_dir, load_enhancer
+    from speechbrain_dyncp.inference.loading import (BUNDLED_ENHANCERS, DEFAULT_ENHANCER, bundled_model_dir,
+                                                      load_enhancer)
     from speechbrain_dyncp.inference.speaker import load_speaker_model
 
     speaker = load_speaker_model(args.model)
@@ -125,9 +127,14 @@ def main(argv=None):
     plain = QualityCalibrator([]).fit(s_dev, y_dev)
     qmf = QualityCalibrator(MEASURES).fit(s_dev, y_dev, qe_dev, qt_dev)
     # name the probe model: a later change of the bundled default must not silently feed other probes
-    qmf.info.update({"fitted_on": [str(tdir / f"dev_{c}.txt") for c in LISTS[:4]], "quality_model": args.quality_model,
-                     "quality_model_bundled": None if args.quality_model else DEFAULT_ENHANCER,
-                     "quality_model_sha256": model_fingerprint(args.quality_model or bundled_model_dir())})
+    # (a bundled model by name, so the stored calibration finds it wherever the package is installed)
+    bundled = DEFAULT_ENHANCER if not args.quality_model else (
+        args.quality_model if args.quality_model in BUNDLED_ENHANCERS and not Path(args.quality_model).exists()
+        else None)
+    qmf.info.update({"fitted_on": [str(tdir / f"dev_{c}.txt") for c in LISTS[:4]],
+                     "quality_model": None if bundled else args.quality_model, "quality_model_bundled": bundled,
+                     "quality_model_sha256": model_fingerprint(bundled_model_dir(bundled) if bundled
+                                                               else args.quality_model)})
     results = {}
     for name, trials in lists.items():
         s, qe, qt = score_list(trials, speaker, cache)

@@ -6,8 +6,8 @@ impostors), so one threshold cannot be right at every SNR. :class:`QualityCalibr
 maps ``[score, quality of both sides]`` to a calibrated log-likelihood ratio (LLR,
 natural log) with a scikit-learn ``LogisticRegression`` fitted on a held-out dev
 trial list ("quality measure functions", QMF). The quality of a side is a few
-per-utterance measures, e.g. the DynCP probes' SNR and speech-fraction estimates
-(:func:`probe_quality`); a trial feature is the min and the max of the two sides
+per-utterance measures, e.g. the DynCP probes' SNR and speech-fraction estimates and
+the seconds of speech they imply (:func:`probe_quality`); a trial feature is the min and the max of the two sides
 per measure (symmetric in enrol / test), and optionally ``score x min`` so the
 score's *scale* may depend on quality, not only its offset. Classes are weighted
 so the fitted log-odds are LLRs (prior 0.5): add ``logit(prior)`` for a posterior.
@@ -31,6 +31,7 @@ import numpy as np
 
 CALIBRATION_FILE = "calibration.json"
 SNR_CLIP = (-10.0, 40.0)  # dB; beyond this the probes' estimate carries no more information
+SPEECH_S_FLOOR = 0.1  # s added before the log: a file without detected speech stays finite
 
 
 def trial_features(scores, q_enrol: np.ndarray, q_test: np.ndarray, interactions: bool = True) -> np.ndarray:
@@ -195,12 +196,28 @@ def model_fingerprint(folder) -> str:
 
 def probe_quality(analysis, i: int = 0) -> Dict[str, float]:
     """Quality measures of item ``i`` of a DynCP :class:`EnhancementAnalysis`: the SNR probe's
-    utterance estimate (dB) and the share of frames the VAD probe calls speech.
+    utterance estimate (``snr_db``), the share of frames the VAD probe calls speech
+    (``speech_frac``) and the log of the seconds of speech (``log_speech_s``).
 
-    Without probes the SNR is NaN (clipped to its top when calibrating) and the
-    speech fraction 1.0.
+    Net speech duration is the classic quality measure of speaker verification: a
+    one-second word gives a noisier embedding than a sentence, so the same cosine
+    means less (on the real dev lists it moves target and impostor scores apart by
+    duration: docs/speaker_real.md). Without probes the SNR is NaN (clipped to its top
+    when calibrating) and the speech fraction 1.0 (the whole file counts as speech).
+
+    Example
+    -------
+    >>> from types import SimpleNamespace
+    >>> import torch
+    >>> a = SimpleNamespace(frame_mask=torch.ones(1, 125), hop_length=256, sample_rate=16000, vad_prob=None,
+    ...                     utterance_snr=lambda i: None)
+    >>> q = probe_quality(a)
+    >>> q["speech_frac"], round(math.exp(q["log_speech_s"]) - SPEECH_S_FLOOR, 2), math.isnan(q["snr_db"])
+    (1.0, 2.0, True)
     """
     n = int(analysis.frame_mask[i].sum())
     snr = analysis.utterance_snr(i)
     frac = float((analysis.vad_prob[i, :n] > 0.5).float().mean()) if analysis.vad_prob is not None else 1.0
-    return {"snr_db": float("nan") if snr is None else snr, "speech_frac": frac}
+    seconds = n * analysis.hop_length / analysis.sample_rate * frac
+    return {"snr_db": float("nan") if snr is None else snr, "speech_frac": frac,
+            "log_speech_s": math.log(seconds + SPEECH_S_FLOOR)}

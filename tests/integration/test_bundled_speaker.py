@@ -22,7 +22,7 @@ def test_bundle_is_small_without_audio_and_has_its_backend():
         <= {f.name for f in files}
     model = load_speaker_model(folder)
     assert model.normalizer is not None and hasattr(model.hparams, "threshold")
-    assert QualityCalibrator.load(folder).measures == ["snr_db", "speech_frac"]
+    assert QualityCalibrator.load(folder).measures == ["snr_db", "speech_frac", "log_speech_s"]
 
 
 def test_cli_verify_without_model_uses_the_calibrated_bundle(tmp_path):

@@ -183,7 +183,7 @@ def test_unknown_hub_id_offline_fails_with_one_line(monkeypatch):
         resolve_speaker_source("no-such-owner/no-such-model")
 
 
-@pytest.mark.parametrize("measures", [[], ["snr_db", "speech_frac"]])
+@pytest.mark.parametrize("measures", [[], ["snr_db", "speech_frac", "log_speech_s"]])
 def test_cli_verify_prints_calibrated_llr_with_calibration_json(hub_folder, two_wavs, tmp_path, measures):
     """With calibration.json the CLI prints the calibrated LLR and P(same) (quality from the DynCP probes)."""
     import shutil
@@ -196,7 +196,7 @@ def test_cli_verify_prints_calibrated_llr_with_calibration_json(hub_folder, two_
     rng = np.random.default_rng(0)
     y = rng.random(200) < 0.5
     s = np.where(y, 0.7, 0.3) + 0.1 * rng.normal(size=200)
-    q = rng.uniform([0.0, 0.3], [30.0, 1.0], size=(200, 2))
+    q = rng.uniform([0.0, 0.3, -2.0], [30.0, 1.0, 2.5], size=(200, 3))
     cal = QualityCalibrator(measures).fit(s, y, *((q, q[::-1]) if measures else ()))
     cal.info["quality_model_bundled"] = DEFAULT_ENHANCER
     cal.save(folder)
@@ -205,6 +205,7 @@ def test_cli_verify_prints_calibrated_llr_with_calibration_json(hub_folder, two_
     assert out.returncode == 0, out.stderr
     assert "calibrated LLR" in out.stdout and "P(same)" in out.stdout
     assert ("[quality snr_db" in out.stdout) == bool(measures)
+    assert ("log_speech_s" in out.stdout) == bool(measures)  # the seconds of speech read off the VAD probe
 
 
 def test_cli_verify_warns_when_the_probe_model_changed_since_calibration(hub_folder, two_wavs, tmp_path):
@@ -217,7 +218,7 @@ def test_cli_verify_warns_when_the_probe_model_changed_since_calibration(hub_fol
     shutil.copytree(hub_folder[0], folder)
     rng = np.random.default_rng(0)
     y = rng.random(200) < 0.5
-    q = rng.uniform([0.0, 0.3], [30.0, 1.0], size=(200, 2))
+    q = rng.uniform([0.0, 0.3, -2.0], [30.0, 1.0, 2.5], size=(200, 3))
     cal = QualityCalibrator().fit(np.where(y, 0.7, 0.3) + 0.1 * rng.normal(size=200), y, q, q[::-1])
     cal.info["quality_model_bundled"] = DEFAULT_ENHANCER
     for fingerprint, warned in ((model_fingerprint(bundled_model_dir()), False), ("0" * 16, True)):

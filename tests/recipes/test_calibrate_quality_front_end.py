@@ -13,7 +13,8 @@ class FakeEnhancer:
         snr = path.split("snr")[-1][: -len(".wav")]
         value = math.nan if snr == "nan" else float(snr)
         return SimpleNamespace(wav=torch.ones(1, 100), frame_mask=torch.ones(1, 4, dtype=torch.bool),
-                               vad_prob=torch.ones(1, 4), utterance_snr=lambda i: value)
+                               vad_prob=torch.ones(1, 4), utterance_snr=lambda i: value, hop_length=25,
+                               sample_rate=16000)
 
 
 class FakeSpeaker:
