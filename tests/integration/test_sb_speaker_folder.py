@@ -218,7 +218,7 @@ def test_cli_verify_warns_when_the_probe_model_changed_since_calibration(hub_fol
     shutil.copytree(hub_folder[0], folder)
     rng = np.random.default_rng(0)
     y = rng.random(200) < 0.5
-    q = rng.uniform([0.0, 0.3, -2.0], [30.0, 1.0, 2.5], size=(200, 3))
+    q = rng.uniform([0.0, 0.3], [30.0, 1.0], size=(200, 2))
     cal = QualityCalibrator().fit(np.where(y, 0.7, 0.3) + 0.1 * rng.normal(size=200), y, q, q[::-1])
     cal.info["quality_model_bundled"] = DEFAULT_ENHANCER
     for fingerprint, warned in ((model_fingerprint(bundled_model_dir()), False), ("0" * 16, True)):
