@@ -23,11 +23,13 @@ stops it from running or resuming reliably:
   recoverable; the train DataLoader gets its own ``torch.Generator`` so
   creating its iterator does not draw from the global RNG (a resumed epoch
   would otherwise be shifted by one draw).
-* **Clean exit.** :func:`start_ddp_group` is ``ddp_init_group`` plus a
-  ``destroy_process_group`` at interpreter exit: a gloo rank that exits with
-  its process group alive can abort in the group's thread destructors
-  ("terminate called without an active exception", SIGABRT) after the run
-  succeeded, and torchrun then reports the whole run as failed.
+* **Clean exit.** A gloo rank that leaves while its peer is still connected can
+  abort in the group's thread destructors ("terminate called without an active
+  exception", SIGABRT) after the run succeeded, and torchrun then reports the
+  whole run as failed. Recipes end with :func:`finish_ddp_group` (barrier, then
+  ``destroy_process_group`` on every rank); :func:`start_ddp_group` is
+  ``ddp_init_group`` plus a barrier-free ``destroy_process_group`` at
+  interpreter exit for runs that end otherwise.
 
 Authors
  * speechbrain-dyncp contributors
@@ -66,6 +68,22 @@ def start_ddp_group(run_opts: dict) -> None:
     ddp_init_group(run_opts)
     if is_distributed_initialized():
         atexit.register(_destroy_ddp_group)
+
+
+def finish_ddp_group() -> None:
+    """End of a successful run: every rank waits for the others, then all leave the group together.
+
+    Without it the rank that finishes first (rank 1: rank 0 still writes the test
+    report) tears its gloo group down while its peer is still connected, which
+    intermittently aborts it on exit (seen on CI). Safe to call without DDP.
+
+    Example
+    -------
+    >>> finish_ddp_group()  # not under torchrun: nothing to do
+    """
+    if is_distributed_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def _destroy_ddp_group() -> None:

@@ -45,7 +45,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 import speechbrain_dyncp.brain
-from speechbrain_dyncp.brain import ddp_mean, start_ddp_group, unwrap
+from speechbrain_dyncp.brain import ddp_mean, finish_ddp_group, start_ddp_group, unwrap
 from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import item_frame_labels
 from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, speed_rates
@@ -460,6 +460,7 @@ def main(argv):
     )
     brain.evaluate(datasets["test"], max_key="select",
                    test_loader_kwargs=loader_kwargs_for(datasets["test"], hparams["test_dataloader_opts"]))
+    finish_ddp_group()
     return brain
 
 

@@ -26,7 +26,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dyncp.brain import unwrap
+from speechbrain_dyncp.brain import finish_ddp_group, unwrap
 from speechbrain_dyncp.verification.distillation import EmbeddingDistillationLoss, TeacherEmbeddings
 from speechbrain_dyncp.verification.training import (
     SpeakerIDBrain,
@@ -173,6 +173,7 @@ def main(argv):
               valid_loader_kwargs=dict(loader_opts, shuffle=False))
     if sb.utils.distributed.if_main_process():
         export_model_dir(hparams, brain, label_encoder, Path(hparams["output_folder"]) / "model")
+    finish_ddp_group()
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from speechbrain.utils.data_pipeline import provides, takes  # noqa: E402
 from speechbrain.utils.distributed import if_main_process, run_on_main  # noqa: E402
 
-from speechbrain_dyncp.brain import DynCPBrain, ddp_mean, start_ddp_group  # noqa: E402
+from speechbrain_dyncp.brain import DynCPBrain, ddp_mean, finish_ddp_group, start_ddp_group  # noqa: E402
 from speechbrain_dyncp.data.audio import read_audio, write_audio  # noqa: E402
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards  # noqa: E402
 
@@ -143,3 +143,4 @@ if __name__ == "__main__":
     brain.fit(brain.hparams.epoch_counter, datasets["train"], datasets["valid"],
               train_loader_kwargs=loader_kwargs_for(datasets["train"], train_opts),
               valid_loader_kwargs=loader_kwargs_for(datasets["valid"], hparams["dataloader_options"]))
+    finish_ddp_group()
