@@ -107,8 +107,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
-    from speechbrain_dyncp.inference.loading import (BUNDLED_ENHANCERS, DEFAULT_ENHANCER, bundled_model_dir,
-                                                      load_enhancer)
+    from speechbrain_dyncp.inference.loading import bundled_enhancer_name, bundled_model_dir, load_enhancer
     from speechbrain_dyncp.inference.speaker import load_speaker_model
 
     speaker = load_speaker_model(args.model)
@@ -128,9 +127,7 @@ def main(argv=None):
     qmf = QualityCalibrator(MEASURES).fit(s_dev, y_dev, qe_dev, qt_dev)
     # name the probe model: a later change of the bundled default must not silently feed other probes
     # (a bundled model by name, so the stored calibration finds it wherever the package is installed)
-    bundled = DEFAULT_ENHANCER if not args.quality_model else (
-        args.quality_model if args.quality_model in BUNDLED_ENHANCERS and not Path(args.quality_model).exists()
-        else None)
+    bundled = bundled_enhancer_name(args.quality_model)
     qmf.info.update({"fitted_on": [str(tdir / f"dev_{c}.txt") for c in LISTS[:4]],
                      "quality_model": None if bundled else args.quality_model, "quality_model_bundled": bundled,
                      "quality_model_sha256": model_fingerprint(bundled_model_dir(bundled) if bundled

@@ -40,6 +40,21 @@ def bundled_model_dir(name: str = DEFAULT_ENHANCER) -> Path:
     return path
 
 
+def bundled_enhancer_name(model: Optional[str] = None) -> Optional[str]:
+    """The bundled model a ``model`` argument names (the default for none), or None for a folder path.
+
+    A name is read as a bundled model only when no folder of that name exists here.
+
+    Example
+    -------
+    >>> bundled_enhancer_name(), bundled_enhancer_name(SYNTHETIC_ENHANCER), bundled_enhancer_name("/some/folder")
+    ('dyncp_real_base', 'dyncp_synthetic_small', None)
+    """
+    if not model:
+        return DEFAULT_ENHANCER
+    return model if model in BUNDLED_ENHANCERS and not Path(model).exists() else None
+
+
 def load_enhancer(model: Optional[str] = None, savedir: Optional[Path] = None, trust_code: bool = False):
     """``DynCPEnhancement`` from a model folder (default: the bundled real-speech model), offline and strict.
 
@@ -50,12 +65,8 @@ def load_enhancer(model: Optional[str] = None, savedir: Optional[Path] = None, t
     from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
     from speechbrain_dyncp.inference.strict import load_model_folder
 
-    if not model:
-        source = bundled_model_dir()
-    elif not Path(model).exists() and model in BUNDLED_ENHANCERS:
-        source = bundled_model_dir(model)
-    else:
-        source = Path(model)
+    bundled = bundled_enhancer_name(model)
+    source = bundled_model_dir(bundled) if bundled else Path(model)
     if not source.is_dir():
         raise FileNotFoundError(f"model folder not found: {source}")
     return load_model_folder(DynCPEnhancement, source, savedir, trust_code=trust_code)
