@@ -154,9 +154,14 @@ class EnhancementStreamer:
         return tail
 
     def _collect(self, wav: Tensor, n_frames: int) -> StreamOutput:
-        out = StreamOutput(wav=wav, frames=n_frames, register_hz=self.register_hz)
-        if self.probes is None or not self.ctx.gates:
-            return out
+        out = StreamOutput(wav=wav, frames=n_frames)
+        if self.probes is not None and self.ctx.gates:
+            self._read_probes(out)
+        out.register_hz = self.register_hz  # after this chunk's voiced frames are counted
+        return out
+
+    def _read_probes(self, out: StreamOutput) -> None:
+        """Probe estimates of the frames just computed into ``out``; their voiced F0 into the register."""
         gates = torch.cat(self.ctx.gates, dim=2)[0]  # L, frames, H
         self.ctx.gates.clear()
         out.gates = gates
@@ -173,8 +178,6 @@ class EnhancementStreamer:
                     out.outputs.setdefault(name, []).append(float(p))
             if "vad" in pred and float(pred["vad"][0]) > 0.5 and float(periodicity[t]) > REGISTER.voicing_threshold:
                 self.voiced_f0[float(f0[t])] += 1
-        out.register_hz = self.register_hz
-        return out
 
     @property
     def register_hz(self) -> Optional[float]:
