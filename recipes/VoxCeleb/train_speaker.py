@@ -91,12 +91,12 @@ class SpeakerBrain(SpeakerIDBrain):  # DynCPBrain: CPU/gloo DDP with BatchNorm, 
     def compute_objectives(self, predictions, batch, stage):
         pred, lens, emb = predictions
         spkid, _ = batch.spk_id_encoded
-        teacher = batch.teacher_emb.data if "distill" in self.modules else None
+        teacher = batch.teacher_emb.data if stage == sb.Stage.TRAIN and "distill" in self.modules else None
         if stage == sb.Stage.TRAIN and hasattr(self.hparams, "wav_augment"):
             spkid = self.hparams.wav_augment.replicate_labels(spkid)
             teacher = None if teacher is None else self.hparams.wav_augment.replicate_labels(teacher)
         loss = self.hparams.compute_cost(pred, spkid, lens)
-        if teacher is not None and stage == sb.Stage.TRAIN:
+        if teacher is not None:
             loss = loss + self.hparams.distill_weight * self.modules.distill(emb, teacher)
         if stage != sb.Stage.TRAIN:
             self.error_metrics.append(batch.id, pred, spkid, lens)
@@ -126,8 +126,9 @@ def export_model_dir(hparams, brain, label_encoder, out_dir):
     logger.info("Exported speaker model to %s", out_dir)
 
 
-def add_teacher_targets(hparams, datasets):
-    """``teacher_emb`` for every item, and the distillation head as a module (checkpointed, not exported)."""
+def add_teacher_targets(hparams, train):
+    """``teacher_emb`` for every training item (validation does not use it), and the distillation
+    head as a module (checkpointed, not exported)."""
     teacher = TeacherEmbeddings(hparams["teacher_embeddings"])
 
     @sb.utils.data_pipeline.takes("wav")
@@ -135,9 +136,8 @@ def add_teacher_targets(hparams, datasets):
     def teacher_pipeline(wav):
         return teacher(wav)
 
-    for d in datasets:
-        d.add_dynamic_item(teacher_pipeline)
-        d.set_output_keys(["id", "sig", "spk_id_encoded", "teacher_emb"])
+    train.add_dynamic_item(teacher_pipeline)
+    train.set_output_keys(["id", "sig", "spk_id_encoded", "teacher_emb"])
     distill = EmbeddingDistillationLoss(hparams["emb_dim"], teacher.dim)
     hparams["modules"]["distill"] = distill
     # a run begun without a teacher cannot continue with one: the optimizer would not match its checkpoint
@@ -161,7 +161,7 @@ def main(argv):
         "skip_prep": hparams["skip_prep"]})
     train, valid, label_encoder = speaker_chunk_datasets(hparams)
     if hparams["teacher_embeddings"]:
-        add_teacher_targets(hparams, [train, valid])
+        add_teacher_targets(hparams, train)
 
     classifier = hparams["classifier"](out_neurons=len(label_encoder))
     hparams["modules"]["classifier"] = classifier
