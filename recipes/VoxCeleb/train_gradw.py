@@ -36,7 +36,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_dyncp.brain import DynCPBrain
+from speechbrain_dyncp.brain import DynCPBrain, finish_ddp_group
 from speechbrain_dyncp.data.audio import read_audio
 from speechbrain_dyncp.data.lowsnr import MusanMixer, stable_seed
 from speechbrain_dyncp.lobes.sv_features import EnhancedFeatures
@@ -225,6 +225,7 @@ def main(argv):
         out = write_enhancer_folder(g, hparams["g_init"], Path(hparams["output_folder"]) / "model",
                                     note=f"G fine-tuned by train_gradw.py ({hparams['weighting'].capitalize()}-W) from {hparams['g_init']}")
         logger.info("Fine-tuned G written to %s", out)
+    finish_ddp_group()
 
 
 if __name__ == "__main__":

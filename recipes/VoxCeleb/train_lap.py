@@ -35,6 +35,7 @@ from hyperpyyaml import resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from speechbrain_dyncp.brain import finish_ddp_group
 from speechbrain_dyncp.verification.pipeline import run_verification
 from speechbrain_dyncp.verification.training import (
     SpeakerIDBrain,
@@ -201,6 +202,7 @@ def main(argv):
               valid_loader_kwargs=dict(loader_opts, shuffle=False, drop_last=False))
     if hparams["verify"] and if_main_process():
         verify(brain, hparams, Path(hparams["output_folder"]) / "verify")
+    finish_ddp_group()
 
 
 if __name__ == "__main__":
