@@ -129,7 +129,7 @@ def export_model_dir(hparams, brain, label_encoder, out_dir):
 def add_teacher_targets(hparams, train):
     """``teacher_emb`` for every training item (validation does not use it), and the distillation
     head as a module (checkpointed, not exported)."""
-    teacher = TeacherEmbeddings(hparams["teacher_embeddings"])
+    teacher = TeacherEmbeddings(hparams["teacher_embeddings"], hparams["distill_min_seconds"])
 
     @sb.utils.data_pipeline.takes("wav")
     @sb.utils.data_pipeline.provides("teacher_emb")
@@ -142,8 +142,8 @@ def add_teacher_targets(hparams, train):
     hparams["modules"]["distill"] = distill
     # a run begun without a teacher cannot continue with one: the optimizer would not match its checkpoint
     hparams["checkpointer"].add_recoverable("distill", distill)
-    logger.info("Distilling from %s (%d utterances, %d dims), weight %s", teacher.name, len(teacher.table),
-                teacher.dim, hparams["distill_weight"])
+    logger.info("Distilling from %s (%d of %d utterances, %d dims), weight %s", teacher.name, teacher.n_targets,
+                len(teacher.table), teacher.dim, hparams["distill_weight"])
 
 
 def main(argv):

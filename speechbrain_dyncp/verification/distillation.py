@@ -11,6 +11,12 @@ for every crop and every augmented copy (so the student also learns to ignore
 the noise and rooms the teacher never heard). The head is dropped at export:
 the shipped model is the plain ECAPA.
 
+A teacher is only as good as what it heard: Resemblyzer embeds windows of
+1.6 s, so a one-second word (after its silence is trimmed) is a padded
+fraction of one window. ``min_seconds`` leaves such utterances without a
+target (they keep the AAM loss alone); the table stores the seconds each
+embedding was computed from.
+
 Authors
  * speechbrain-dyncp contributors
 """
@@ -38,19 +44,23 @@ class TeacherEmbeddings:
     Arguments
     ---------
     path : str or Path
-        A ``torch.save``-d dict ``{"teacher": str, "embeddings": {utterance_key: tensor [D]}}``
-        (written by ``recipes/VoxCeleb/teacher_embeddings.py``).
+        A ``torch.save``-d dict ``{"teacher": str, "embeddings": {utterance_key: tensor [D]},
+        "seconds": {utterance_key: float}}`` (written by ``recipes/VoxCeleb/teacher_embeddings.py``).
+    min_seconds : float
+        Utterances the teacher heard for less than this get an all-zero target, which
+        :class:`EmbeddingDistillationLoss` leaves out (0: every utterance has a target).
 
     Example
     -------
     >>> path = getfixture("tmp_path") / "teacher.pt"
-    >>> torch.save({"teacher": "toy", "embeddings": {"s/x/u.wav": torch.ones(3)}}, path)
-    >>> table = TeacherEmbeddings(path)
-    >>> table("/any/root/wav/s/x/u.wav"), table.dim
-    (tensor([1., 1., 1.]), 3)
+    >>> torch.save({"teacher": "toy", "embeddings": {"s/x/u.wav": torch.ones(3), "s/x/w.wav": torch.ones(3)},
+    ...             "seconds": {"s/x/u.wav": 4.0, "s/x/w.wav": 0.7}}, path)
+    >>> table = TeacherEmbeddings(path, min_seconds=1.6)
+    >>> table("/any/root/wav/s/x/u.wav"), table("/any/root/wav/s/x/w.wav"), table.dim, table.n_targets
+    (tensor([1., 1., 1.]), tensor([0., 0., 0.]), 3, 1)
     """
 
-    def __init__(self, path: Union[str, Path]):
+    def __init__(self, path: Union[str, Path], min_seconds: float = 0.0):
         stored = torch.load(path, map_location="cpu", weights_only=True)
         self.name = stored["teacher"]
         self.table = stored["embeddings"]
@@ -58,16 +68,28 @@ class TeacherEmbeddings:
             raise ValueError(f"{path}: no teacher embeddings")
         self.path = Path(path)
         self.dim = int(next(iter(self.table.values())).numel())
+        self.skipped = set()
+        if min_seconds > 0:
+            seconds = stored.get("seconds")
+            if seconds is None:
+                raise ValueError(f"{path}: no per-utterance seconds stored; recompute it to use min_seconds")
+            self.skipped = {k for k in self.table if seconds[k] < min_seconds}
+        self.n_targets = len(self.table) - len(self.skipped)
 
     def __call__(self, wav: Union[str, Path]) -> torch.Tensor:
         key = utterance_key(wav)
         if key not in self.table:
             raise KeyError(f"{wav}: no teacher embedding for {key!r} in {self.path} (recompute it for this data folder)")
+        if key in self.skipped:
+            return torch.zeros(self.dim)
         return self.table[key].float()
 
 
 class EmbeddingDistillationLoss(torch.nn.Module):
     """Mean cosine distance between a linear map of the student's embedding and the teacher's.
+
+    Rows whose teacher target is all zeros (no reliable target, see :class:`TeacherEmbeddings`)
+    are left out of the mean; a batch without any target gives 0.
 
     Arguments
     ---------
@@ -91,4 +113,7 @@ class EmbeddingDistillationLoss(torch.nn.Module):
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         """``student`` [B, 1, S] (ECAPA's output) or [B, S]; ``teacher`` [B, T]; returns a scalar."""
         mapped = self.head(student.reshape(student.shape[0], -1))
-        return (1.0 - torch.nn.functional.cosine_similarity(mapped, teacher.to(mapped.dtype), dim=-1)).mean()
+        teacher = teacher.to(mapped.dtype)
+        has_target = (teacher.abs().sum(dim=-1) > 0).to(mapped.dtype)
+        distance = 1.0 - torch.nn.functional.cosine_similarity(mapped, teacher, dim=-1)
+        return (distance * has_target).sum() / has_target.sum().clamp(min=1.0)
