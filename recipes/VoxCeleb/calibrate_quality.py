@@ -107,7 +107,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     torch.set_num_threads(1)
-    from speechbrain_dyncp.inference.loading import bundled_enhancer_name, bundled_model_dir, load_enhancer
+    from speechbrain_dyncp.inference.loading import bundled_enhancer_name, enhancer_folder, load_enhancer
     from speechbrain_dyncp.inference.speaker import load_speaker_model
 
     speaker = load_speaker_model(args.model)
@@ -130,8 +130,7 @@ def main(argv=None):
     bundled = bundled_enhancer_name(args.quality_model)
     qmf.info.update({"fitted_on": [str(tdir / f"dev_{c}.txt") for c in LISTS[:4]],
                      "quality_model": None if bundled else args.quality_model, "quality_model_bundled": bundled,
-                     "quality_model_sha256": model_fingerprint(bundled_model_dir(bundled) if bundled
-                                                               else args.quality_model)})
+                     "quality_model_sha256": model_fingerprint(enhancer_folder(args.quality_model))})
     results = {}
     for name, trials in lists.items():
         s, qe, qt = score_list(trials, speaker, cache)

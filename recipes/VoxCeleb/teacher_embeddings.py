@@ -72,8 +72,9 @@ def main(argv=None):
             failed.append(path)
             logger.warning("%s: skipped (%s)", path, err)
             continue
-        table[utterance_key(path)] = torch.from_numpy(np.asarray(vector, dtype=np.float32))
-        seconds[utterance_key(path)] = float(heard_s)
+        key = utterance_key(path)
+        table[key] = torch.from_numpy(np.asarray(vector, dtype=np.float32))
+        seconds[key] = float(heard_s)
         if (i + 1) % 500 == 0:
             logger.info("%d / %d files", i + 1, len(files))
     out = Path(args.out)

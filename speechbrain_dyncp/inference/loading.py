@@ -55,6 +55,18 @@ def bundled_enhancer_name(model: Optional[str] = None) -> Optional[str]:
     return model if model in BUNDLED_ENHANCERS and not Path(model).exists() else None
 
 
+def enhancer_folder(model: Optional[str] = None) -> Path:
+    """The folder a ``model`` argument means: a bundled model's (by name, or the default for none) or the path.
+
+    Example
+    -------
+    >>> enhancer_folder().name, str(enhancer_folder("/some/folder"))
+    ('dyncp_real_base', '/some/folder')
+    """
+    bundled = bundled_enhancer_name(model)
+    return bundled_model_dir(bundled) if bundled else Path(model)
+
+
 def load_enhancer(model: Optional[str] = None, savedir: Optional[Path] = None, trust_code: bool = False):
     """``DynCPEnhancement`` from a model folder (default: the bundled real-speech model), offline and strict.
 
@@ -65,8 +77,7 @@ def load_enhancer(model: Optional[str] = None, savedir: Optional[Path] = None, t
     from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
     from speechbrain_dyncp.inference.strict import load_model_folder
 
-    bundled = bundled_enhancer_name(model)
-    source = bundled_model_dir(bundled) if bundled else Path(model)
+    source = enhancer_folder(model)
     if not source.is_dir():
         raise FileNotFoundError(f"model folder not found: {source}")
     return load_model_folder(DynCPEnhancement, source, savedir, trust_code=trust_code)
