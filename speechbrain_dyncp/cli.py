@@ -226,6 +226,8 @@ def cmd_embed(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``dyncp``."""
+    from speechbrain_dyncp.inference.loading import SV_FRONT_END
+
     p = argparse.ArgumentParser(prog="dyncp", description=__doc__.split("\n\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = p.add_subparsers(dest="command", required=True)
@@ -234,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a model folder's hyperparams.yaml is code that loading runs; by default only "
                             "objects of speechbrain, speechbrain_dyncp and torch may be built from it (safe "
                             "mode); this flag turns that check off: use it only for folders you trust")
+    front = argparse.ArgumentParser(add_help=False)
+    front.add_argument("--front-end", nargs="?", const=SV_FRONT_END, metavar="MODEL",
+                       help="embed each recording's enhanced output: the bundled SV-aware front-end (Grad-W "
+                            "fine-tuned) without MODEL, else that enhancer folder; scores calibrated with the "
+                            "speaker folder's calibration_front_end.json when it was fitted for this front-end")
 
     d = sub.add_parser("demo", help="the main job end to end (real recordings where found, else the embedded corpus)")
     d.add_argument("--data", default="auto", choices=["auto", "real", "embedded"],
@@ -261,14 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_enhance)
 
-    v = sub.add_parser("verify", help="speaker verification score of two recordings", parents=[trust])
+    v = sub.add_parser("verify", help="speaker verification score of two recordings", parents=[trust, front])
     v.add_argument("enrol")
     v.add_argument("test")
     v.add_argument("--model", help="speaker model folder or hub id, e.g. a folder laid out like "
                    "speechbrain/spkrec-ecapa-voxceleb (default: the bundled speaker model)")
     v.set_defaults(func=cmd_verify)
 
-    m = sub.add_parser("embed", help="speaker embeddings of every audio file in a folder", parents=[trust])
+    m = sub.add_parser("embed", help="speaker embeddings of every audio file in a folder", parents=[trust, front])
     m.add_argument("folder")
     m.add_argument("-o", "--output", required=True, help="output .npz (id -> embedding)")
     m.add_argument("--model", help="speaker model folder or hub id (default: the bundled speaker model)")

@@ -17,7 +17,9 @@ seconds of speech. A
 the dev lists (clean, 5, 0, -5 dB test sides, pooled) with and without the quality
 measures, and ``test_*`` lists are scored: EER, minDCF, Cllr, minCllr. ``--store``
 writes ``calibration.json`` (the quality-aware one) into the model folder, which
-``dyncp verify`` then uses. Results: ``<out>/calibration_metrics.json``, and per list
+``dyncp verify`` then uses; with ``--front_end`` (each recording embedded from the
+quality model's enhanced output) it writes ``calibration_front_end.json``, which
+``dyncp verify --front-end`` uses with that front-end only. Results: ``<out>/calibration_metrics.json``, and per list
 ``<out>/scores_<list>.npz`` (scores, labels, both sides' quality measures, ids).
 
 Authors
@@ -33,7 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechbrain_dyncp.verification.calibration import QualityCalibrator, model_fingerprint, probe_quality
+from speechbrain_dyncp.inference.front_end import FRONT_END_CALIBRATION_FILE
+from speechbrain_dyncp.verification.calibration import (CALIBRATION_FILE, QualityCalibrator, model_fingerprint,
+                                                        probe_quality)
 from speechbrain_dyncp.verification.metrics import cllr, min_cllr, verification_metrics
 from speechbrain_dyncp.verification.trials import read_trials
 
@@ -56,7 +60,8 @@ def embed_and_measure(ids, data, speaker, enhancer, cache: dict, front_end: bool
             analysis = enhancer.analyze_file(str(path))
             q = probe_quality(analysis)
             enhanced = front_end and not q["snr_db"] >= below_snr  # an unknown (NaN) SNR is enhanced
-            emb = speaker.encode_batch(analysis.wav[0].cpu())[0, 0].cpu() if enhanced else speaker.embed_file(path)
+            # the front-end path of dyncp verify --front-end (inference/front_end.py): the output, same checks
+            emb = speaker.embed_waveform(analysis.wav[0].cpu(), path) if enhanced else speaker.embed_file(path)
             if enhanced and fuse:
                 emb = torch.nn.functional.normalize(emb, dim=0) + torch.nn.functional.normalize(
                     speaker.embed_file(path), dim=0)
@@ -95,8 +100,10 @@ def main(argv=None):
     p.add_argument("--data", required=True, help="wav/ folder(s) the trial ids are relative to, comma-separated")
     p.add_argument("--trials", required=True, help="folder with {dev,test}_{clean,snr5,snr0,snrm5,mixed}.txt")
     p.add_argument("--out", required=True)
-    p.add_argument("--quality_model", default=None, help="DynCP enhancer with probes (default: bundled)")
-    p.add_argument("--store", action="store_true", help="write calibration.json into --model")
+    p.add_argument("--quality_model", default=None, help="DynCP enhancer with probes (default: bundled); "
+                   "with --front_end also the front-end")
+    p.add_argument("--store", action="store_true", help="write calibration.json (with --front_end: "
+                   "calibration_front_end.json) into --model")
     p.add_argument("--front_end", action="store_true",
                    help="embed the quality model's enhanced output instead of the input (both sides)")
     p.add_argument("--front_end_below_snr", type=float, default=float("inf"),
@@ -116,8 +123,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     data, tdir, cache = [Path(d) for d in args.data.split(",")], Path(args.trials), {}
     lists = {f"{s}_{c}": read_trials(tdir / f"{s}_{c}.txt") for s in ("dev", "test") for c in LISTS}
-    if args.front_end and args.store:
-        raise SystemExit("--front_end and --store together: dyncp verify embeds the unenhanced input")
+    if args.store and args.front_end and (args.fuse_front_end or args.front_end_below_snr != float("inf")):
+        raise SystemExit("--store with --fuse_front_end / --front_end_below_snr: dyncp verify --front-end "
+                         "embeds every recording's enhanced output only")
     embed_and_measure(sorted({i for t in lists.values() for i in t.ids()}), data, speaker, enhancer, cache,
                       front_end=args.front_end, below_snr=args.front_end_below_snr, fuse=args.fuse_front_end)
     # fit on every dev condition (4x the trials of dev_mixed, the same mix of conditions)
@@ -131,6 +139,9 @@ def main(argv=None):
     qmf.info.update({"fitted_on": [str(tdir / f"dev_{c}.txt") for c in LISTS[:4]],
                      "quality_model": None if bundled else args.quality_model, "quality_model_bundled": bundled,
                      "quality_model_sha256": model_fingerprint(enhancer_folder(args.quality_model))})
+    if args.front_end:  # dyncp verify --front-end uses this calibration only with these weights
+        qmf.info.update({"front_end": qmf.info["quality_model"], "front_end_bundled": bundled,
+                         "front_end_sha256": qmf.info["quality_model_sha256"]})
     results = {}
     for name, trials in lists.items():
         s, qe, qt = score_list(trials, speaker, cache)
@@ -151,8 +162,8 @@ def main(argv=None):
     (out / "calibration_metrics.json").write_text(json.dumps(results, indent=1) + "\n")
     qmf.save(out / "calibration.json")
     if args.store:
-        qmf.save(Path(args.model))
-        logger.info("Stored calibration.json in %s", args.model)
+        stored = qmf.save(Path(args.model) / (FRONT_END_CALIBRATION_FILE if args.front_end else CALIBRATION_FILE))
+        logger.info("Stored %s", stored)
     return results
 
 

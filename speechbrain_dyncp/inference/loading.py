@@ -1,12 +1,15 @@
 """Loading enhancer model folders: the bundled ones by name, any other by path (offline, strict).
 
-Three enhancers ship inside the package (``speechbrain_dyncp/pretrained/<name>``):
+Four enhancers ship inside the package (``speechbrain_dyncp/pretrained/<name>``):
 
 * ``dyncp_real_base`` (:data:`DEFAULT_ENHANCER`): trained on real speech and real
   noises (``data/real_speech.py``); the default of the CLI, the demo and the README;
 * ``dyncp_real_small`` (:data:`REAL_SMALL_ENHANCER`): the same recipe at a third of the
   executed MACs, slightly lower quality; its probes feed the bundled speaker model's
   SNR-aware calibration;
+* ``dyncp_sv_frontend`` (:data:`SV_FRONT_END`): ``dyncp_real_base`` fine-tuned with
+  Grad-W through the frozen bundled speaker model: the front-end of ``dyncp verify
+  --front-end`` (:mod:`speechbrain_dyncp.inference.front_end`), not a general enhancer;
 * ``dyncp_synthetic_small`` (:data:`SYNTHETIC_ENHANCER`): trained on the embedded
   synthetic corpus; kept for CI, where exact labels make the probes checkable.
 
@@ -23,7 +26,8 @@ from typing import Optional
 DEFAULT_ENHANCER = "dyncp_real_base"
 REAL_SMALL_ENHANCER = "dyncp_real_small"
 SYNTHETIC_ENHANCER = "dyncp_synthetic_small"
-BUNDLED_ENHANCERS = (DEFAULT_ENHANCER, REAL_SMALL_ENHANCER, SYNTHETIC_ENHANCER)
+SV_FRONT_END = "dyncp_sv_frontend"
+BUNDLED_ENHANCERS = (DEFAULT_ENHANCER, REAL_SMALL_ENHANCER, SYNTHETIC_ENHANCER, SV_FRONT_END)
 
 
 def bundled_model_dir(name: str = DEFAULT_ENHANCER) -> Path:

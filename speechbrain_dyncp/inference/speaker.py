@@ -140,13 +140,19 @@ class DynCPSpeakerRecognition(StrictPretrained, SpeakerRecognition):
         torch.Tensor
         """
         sr = getattr(self.hparams, "sample_rate", 16000)
-        wav = read_audio(path, sample_rate=sr)
+        return self.embed_waveform(read_audio(path, sample_rate=sr), path)
+
+    @torch.no_grad()
+    def embed_waveform(self, wav, source):
+        """Embedding ``[D]`` of a mono waveform ``[T]`` at the model's rate (e.g. a front-end's output);
+        :class:`AudioError` naming ``source`` when it is too short or the model overflows on it."""
+        sr = getattr(self.hparams, "sample_rate", 16000)
         if wav.numel() < MIN_SECONDS * sr:  # the features' padding fails below a few frames
-            raise AudioError(f"Audio file {path} is {1000 * wav.numel() / sr:.0f} ms long: too short for a "
+            raise AudioError(f"Audio file {source} is {1000 * wav.numel() / sr:.0f} ms long: too short for a "
                              f"speaker embedding (at least {1000 * MIN_SECONDS:.0f} ms)")
         emb = self.encode_batch(wav)[0, 0]
         if not bool(torch.isfinite(emb).all()):
-            raise AudioError(f"Audio file {path}: the speaker model overflows on it (peak sample "
+            raise AudioError(f"Audio file {source}: the speaker model overflows on it (peak sample "
                              f"{float(wav.abs().max()):.3g}); no embedding")
         return emb.cpu()
 
@@ -220,11 +226,18 @@ def load_speaker_model(model_dir, trust_code: bool = False):
 
 
 def verify_from_cli(args) -> int:
-    """``dyncp verify ENROL TEST [--model DIR]``: prints the score and the decision, with the calibrated
-    LLR when the folder has ``calibration.json``, and says when the threshold is an uncalibrated fallback."""
+    """``dyncp verify ENROL TEST [--model DIR] [--front-end [MODEL]]``: prints the score and the decision,
+    with the calibrated LLR when the folder has ``calibration.json`` (``calibration_front_end.json`` with a
+    front-end: :mod:`speechbrain_dyncp.inference.front_end`), and says when the threshold is an uncalibrated
+    fallback."""
     folder = speaker_model_folder(args.model)
     model = load_speaker_model(folder, trust_code=args.trust_model_code)
     try:
+        if getattr(args, "front_end", None):
+            from speechbrain_dyncp.inference.front_end import verify_with_front_end
+
+            print(verify_with_front_end(folder, model, args.enrol, args.test, args.front_end))
+            return 0
         score, decision = model.verify_files(args.enrol, args.test)
         llr, text = calibrated_verdict(folder, model, args.enrol, args.test, float(score))
     except (OSError, ValueError) as exc:
@@ -274,10 +287,15 @@ def embed_from_cli(args) -> int:
             print(f"error: no audio files found under {root}", file=sys.stderr)
             return 2
         model = load_speaker_model(speaker_model_folder(args.model), trust_code=args.trust_model_code)
+        embed = model.embed_file
+        if getattr(args, "front_end", None):
+            from speechbrain_dyncp.inference.front_end import embed_files_with_front_end
+
+            embed = embed_files_with_front_end(model, args.front_end)
         out, failed = {}, []
         for f in tqdm(files, desc="embedding", unit="file"):
             try:
-                out[str(f.relative_to(root) if root.is_dir() else f.name)] = model.embed_file(f).numpy()
+                out[str(f.relative_to(root) if root.is_dir() else f.name)] = embed(f).numpy()
             except (OSError, ValueError, RuntimeError) as exc:  # AudioError is a ValueError
                 failed.append(f"{f}: {exc}")
         with open(tmp, "wb") as fh:

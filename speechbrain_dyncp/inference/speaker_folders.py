@@ -71,14 +71,12 @@ def speaker_model_folder(model=None) -> Path:
 def calibrated_verdict(folder, model, enrol, test, score: float):
     """``(llr, text)`` from the folder's ``calibration.json`` (None, None without one); the quality
     measures of both files come from the DynCP probes (bundled enhancer unless the file names one)."""
-    import math
-
-    from speechbrain_dyncp.verification.calibration import QualityCalibrator, model_fingerprint, posterior, probe_quality
+    from speechbrain_dyncp.verification.calibration import QualityCalibrator, model_fingerprint, probe_quality
 
     cal = QualityCalibrator.load(folder)
     if cal is None:
         return None, None
-    q = [None, None]
+    q, stale = [None, None], False
     if cal.measures:
         from speechbrain_dyncp.inference.loading import bundled_model_dir, load_enhancer
 
@@ -88,12 +86,23 @@ def calibrated_verdict(folder, model, enrol, test, score: float):
         enh = load_enhancer(str(probe_dir))
         stale = cal.info.get("quality_model_sha256") not in (None, model_fingerprint(probe_dir))
         q = [[probe_quality(enh.analyze_file(p))[m] for m in cal.measures] for p in (enrol, test)]
+    llr, text = calibrated_text(cal, score, q)
+    if stale:  # the probes changed since fitting: their SNR / speech fraction may be on another scale
+        text += (f"\nwarning: the probe model {probe_dir.name} changed since {folder}/calibration.json was "
+                 "fitted; re-run recipes/VoxCeleb/calibrate_quality.py --store (LLRs may be off)")
+    return llr, text
+
+
+def calibrated_text(cal, score: float, q=(None, None)):
+    """``(llr, text)`` of one trial under a fitted calibrator (``q``: both sides' quality measures
+    in ``cal.measures`` order); the LLR is None when it is not finite."""
+    import math
+
+    from speechbrain_dyncp.verification.calibration import posterior
+
     llr = float(cal.llr([score], *([x] for x in q) if cal.measures else ())[0])
     text = (f"score {score:.4f}  calibrated LLR {llr:+.2f} (natural log)  P(same) {float(posterior(llr)):.3f} "
             f"at prior 0.5  {'same speaker' if llr > 0 else 'different speakers'}")
     if cal.measures:
         text += "  [quality " + ", ".join(f"{m} {a:.2f}/{b:.2f}" for m, a, b in zip(cal.measures, *q)) + "]"
-        if stale:  # the probes changed since fitting: their SNR / speech fraction may be on another scale
-            text += (f"\nwarning: the probe model {probe_dir.name} changed since {folder}/calibration.json was "
-                     "fitted; re-run recipes/VoxCeleb/calibrate_quality.py --store (LLRs may be off)")
     return (llr if math.isfinite(llr) else None), text
