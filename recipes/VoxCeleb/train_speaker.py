@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Train ECAPA-TDNN speaker embeddings (AAM softmax) on VoxCeleb or the embedded corpus.
+"""Train speaker embeddings (ECAPA-TDNN or ResNet34, AAM softmax) on VoxCeleb or the embedded corpus.
 
 Usage::
 
     python recipes/VoxCeleb/train_speaker.py hparams/VoxCeleb/train_ecapa.yaml [--key=value ...]
+    python recipes/VoxCeleb/train_speaker.py hparams/VoxCeleb/train_resnet.yaml [--key=value ...]
 
 ``--data_folder=embedded`` (the default) builds the synthetic corpus of
 ``speechbrain_dyncp.data.synth`` under ``<output_folder>/corpus``; a real
@@ -37,21 +38,14 @@ from speechbrain_dyncp.verification.training import (
 
 logger = logging.getLogger(__name__)
 
-MODEL_YAML = """# ECAPA speaker model exported by recipes/VoxCeleb/train_speaker.py
+MODEL_YAML = """# speaker model exported by recipes/VoxCeleb/train_speaker.py
 sample_rate: {sample_rate}
 compute_features: !new:speechbrain.lobes.features.Fbank
     n_mels: {n_mels}
 mean_var_norm: !new:speechbrain.processing.features.InputNormalization
     norm_type: sentence
     std_norm: False
-embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
-    input_size: {n_mels}
-    channels: {channels}
-    kernel_sizes: {kernel_sizes}
-    dilations: {dilations}
-    attention_channels: {attention_channels}
-    se_channels: {se_channels}
-    lin_neurons: {emb_dim}
+embedding_model: {embedding_model}
 classifier: !new:speechbrain.lobes.models.ECAPA_TDNN.Classifier
     input_size: {emb_dim}
     out_neurons: {n_speakers}
@@ -109,6 +103,17 @@ class SpeakerBrain(SpeakerIDBrain):  # DynCPBrain: CPU/gloo DDP with BatchNorm, 
         return {"epoch": epoch, "lr": old_lr}
 
 
+def embedding_model_yaml(hparams) -> str:
+    """The run's ``embedding_model`` definition (ECAPA-TDNN, ResNet34, ...) as it is in its saved
+    ``hyperparams.yaml`` (overrides applied, references resolved), for the exported folder."""
+    import json
+
+    from speechbrain_dyncp.export import read_module_definition
+
+    tag, kwargs = read_module_definition(Path(hparams["output_folder"]) / "hyperparams.yaml", "embedding_model")
+    return tag + "".join(f"\n    {k}: {json.dumps(v)}" for k, v in kwargs.items())
+
+
 def export_model_dir(hparams, brain, label_encoder, out_dir):
     """Write the best checkpoint as a self-contained SpeechBrain model folder."""
     brain.checkpointer.recover_if_possible(min_key="ErrorRate")
@@ -119,10 +124,9 @@ def export_model_dir(hparams, brain, label_encoder, out_dir):
     torch.save(unwrap(brain.modules.classifier).state_dict(), out_dir / "classifier.ckpt")
     brain.modules.mean_var_norm._save(out_dir / "mean_var_norm.ckpt")
     label_encoder.save(out_dir / "label_encoder.ckpt")  # the name Pretrainer looks for
-    keys = ("sample_rate", "n_mels", "channels", "kernel_sizes", "dilations", "attention_channels", "se_channels",
-            "emb_dim")
-    (out_dir / "hyperparams.yaml").write_text(
-        MODEL_YAML.format(n_speakers=len(label_encoder), **{k: hparams[k] for k in keys}))
+    (out_dir / "hyperparams.yaml").write_text(MODEL_YAML.format(
+        n_speakers=len(label_encoder), embedding_model=embedding_model_yaml(hparams),
+        **{k: hparams[k] for k in ("sample_rate", "n_mels", "emb_dim")}))
     logger.info("Exported speaker model to %s", out_dir)
 
 

@@ -212,3 +212,26 @@ def test_distillation_pulls_the_student_into_the_teachers_space(repo_root, small
     assert train_wavs and distance < 0.75 and untrained > 0.9, (distance, untrained)  # cosine distance: 1 is chance
     # the shipped folder is the plain ECAPA: the head stays in the checkpoint
     assert not (out / "model" / "distill.ckpt").exists()
+
+
+def test_resnet_recipe_exports_its_own_network(repo_root, small_corpus, tmp_path):
+    """train_resnet.yaml (Grad-W's 2-D E) through the same recipe: the exported folder defines a ResNetSpeaker
+    with the run's sizes (not ECAPA), loads strictly with the checkpoint's weights, and exposes the
+    (frequency, time) layer Grad-W taps."""
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from speechbrain_dyncp.inference.speaker import load_speaker_model
+    from speechbrain_dyncp.lobes.resnet import ResNetSpeaker
+
+    out = tmp_path / "resnet"
+    _load(repo_root, "train_speaker").main([
+        str(repo_root / "hparams/VoxCeleb/train_resnet.yaml"), f"--data_folder={small_corpus.voxceleb}",
+        f"--output_folder={out}", "--number_of_epochs=1", "--device=cpu", "--noprogressbar", "--num_workers=0",
+        "--batch_size=16", "--sentence_len=1.0", "--base_width=4", "--num_blocks=[1,1,1,1]", "--emb_dim=32"])
+    model = load_speaker_model(out / "model")
+    net = model.mods.embedding_model
+    assert isinstance(net, ResNetSpeaker) and net.fc.out_features == 32 and net.trunk.channels[0] == 4
+    best = Checkpointer(out / "save").find_checkpoint(min_key="ErrorRate")
+    for key, value in torch.load(best.path / "embedding_model.ckpt").items():
+        torch.testing.assert_close(net.state_dict()[key], value)
+    assert dict(net.named_modules())["trunk.layer4"] is not None
