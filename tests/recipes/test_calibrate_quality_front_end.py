@@ -20,8 +20,8 @@ class FakeEnhancer:
 class FakeSpeaker:
     """Embeds the unenhanced input as -1 and the enhanced output (all ones) as +1."""
 
-    def encode_batch(self, wav):
-        return torch.full((1, 1, 2), float(wav.mean()))
+    def embed_waveform(self, wav, source):
+        return torch.full((2,), float(wav.mean()))
 
     def embed_file(self, path):
         return torch.full((2,), -1.0)
