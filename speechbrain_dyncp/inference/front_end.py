@@ -52,13 +52,15 @@ def front_end_calibration(speaker_folder, front_end_folder):
     return cal, None
 
 
-def verify_with_front_end(speaker_folder, speaker, enrol, test, front_end: Optional[str]) -> str:
-    """The text ``dyncp verify --front-end`` prints for one trial (``front_end``: a bundled name or a folder)."""
+def verify_with_front_end(speaker_folder, speaker, enrol, test, front_end: Optional[str],
+                          trust_code: bool = False) -> str:
+    """The text ``dyncp verify --front-end`` prints for one trial (``front_end``: a bundled name or a folder,
+    loaded in safe mode unless ``trust_code``)."""
     from speechbrain_dyncp.inference.loading import enhancer_folder, load_enhancer
     from speechbrain_dyncp.inference.speaker_folders import calibrated_text
 
     fe_folder = enhancer_folder(front_end)
-    enhancer = load_enhancer(front_end)
+    enhancer = load_enhancer(front_end, trust_code=trust_code)
     (e1, q1), (e2, q2) = (front_end_embedding(speaker, enhancer, p) for p in (enrol, test))
     score = float(speaker.score_embeddings(e1[None], e2[None])[0][0])
     cal, why_not = front_end_calibration(speaker_folder, fe_folder)
@@ -70,9 +72,9 @@ def verify_with_front_end(speaker_folder, speaker, enrol, test, front_end: Optio
             f"threshold was fitted without a front-end, so the decision may be wrong for any pair)  {decision}")
 
 
-def embed_files_with_front_end(speaker, front_end: Optional[str]):
+def embed_files_with_front_end(speaker, front_end: Optional[str], trust_code: bool = False):
     """A ``path -> embedding`` function for ``dyncp embed --front-end``."""
     from speechbrain_dyncp.inference.loading import load_enhancer
 
-    enhancer = load_enhancer(front_end)
+    enhancer = load_enhancer(front_end, trust_code=trust_code)
     return lambda path: front_end_embedding(speaker, enhancer, path)[0]

@@ -236,7 +236,7 @@ def verify_from_cli(args) -> int:
         if getattr(args, "front_end", None):
             from speechbrain_dyncp.inference.front_end import verify_with_front_end
 
-            print(verify_with_front_end(folder, model, args.enrol, args.test, args.front_end))
+            print(verify_with_front_end(folder, model, args.enrol, args.test, args.front_end, args.trust_model_code))
             return 0
         score, decision = model.verify_files(args.enrol, args.test)
         llr, text = calibrated_verdict(folder, model, args.enrol, args.test, float(score))
@@ -291,7 +291,7 @@ def embed_from_cli(args) -> int:
         if getattr(args, "front_end", None):
             from speechbrain_dyncp.inference.front_end import embed_files_with_front_end
 
-            embed = embed_files_with_front_end(model, args.front_end)
+            embed = embed_files_with_front_end(model, args.front_end, args.trust_model_code)
         out, failed = {}, []
         for f in tqdm(files, desc="embedding", unit="file"):
             try:
