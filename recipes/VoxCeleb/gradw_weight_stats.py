@@ -14,7 +14,7 @@ Draws ``n`` random training-distribution mixtures (seeded) of E's speakers and
 reports the mean share of P on the top 10 % of positions (0.10 = uniform) and
 the mean of ``max(P) * n_positions`` (1 = uniform). With a 2-D E (ResNet34:
 P over (frequency, time) cells) it also reports the share of P per frequency
-band, and ``--plot`` draws that profile and one mixture's P map.
+band, and ``--plot`` draws that profile and one mixture's P map (first temperature).
 
 Authors
  * speechbrain-dyncp contributors
@@ -37,7 +37,8 @@ def main(argv=None):
     ap.add_argument("--corpus", help="folder with voxceleb/wav and musan/ (the embedded corpus)")
     ap.add_argument("--wav_folder", help="VoxCeleb-layout wav/<spk>/... folder (default: <corpus>/voxceleb/wav)")
     ap.add_argument("--musan_folder", help="MUSAN-layout folder (default: <corpus>/musan)")
-    ap.add_argument("--plot", help="PNG: P's frequency profile and one mixture's P map (2-D E only)")
+    ap.add_argument("--plot", help="PNG: P's frequency profile and one mixture's P map at the first temperature "
+                    "(2-D E only)")
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.1])
@@ -50,11 +51,10 @@ def main(argv=None):
     wav_root = Path(args.wav_folder or Path(args.corpus) / "voxceleb" / "wav")
     mixer = MusanMixer(Path(args.musan_folder or Path(args.corpus) / "musan"), pool="train")
     wavs = [w for w in sorted(wav_root.rglob("*.wav")) if w.relative_to(wav_root).parts[0] in labels.lab2ind]
-    maps = []
-    for temp in args.temperatures:
+    for n_temp, temp in enumerate(args.temperatures):
         gen = torch.Generator().manual_seed(args.seed)
         loss = GradWLoss(e, temperature=temp)
-        top, peak = [], []
+        top, peak, maps = [], [], []  # per temperature: P differs with it
         for i in torch.randperm(len(wavs), generator=gen)[: args.n].tolist():
             clean = read_audio(wavs[i])[: int(args.seconds * 16000)]
             noisy, _ = mixer.mix_train(clean, gen)
@@ -72,22 +72,22 @@ def main(argv=None):
             profile = torch.stack([m.sum(1) for m in maps]).mean(0)  # share of P per frequency row
             print("  share of P per frequency row (low -> high Mel bands; uniform "
                   f"{1 / profile.numel():.3f}): " + " ".join(f"{float(x):.3f}" for x in profile))
-    if maps and args.plot:
-        plot_maps(maps, args.plot)
+            if args.plot and n_temp == 0:
+                plot_maps(maps, profile, temp, args.plot)
 
 
-def plot_maps(maps, out):
-    """Mean frequency profile of P and the P map of the first mixture (2-D E)."""
+def plot_maps(maps, profile, temp, out):
+    """Mean frequency profile of P and the P map of the first mixture (2-D E, one temperature)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [1, 2.5]})
-    profile = torch.stack([m.sum(1) for m in maps]).mean(0)
     a.barh(range(profile.numel()), profile.numpy())
     a.axvline(1 / profile.numel(), color="k", ls="--", lw=0.8, label="uniform")
-    a.set(xlabel="share of P", ylabel="frequency row of layer4 (low -> high)", title=f"{len(maps)} mixtures")
+    a.set(xlabel="share of P", ylabel="frequency row of layer4 (low -> high)",
+          title=f"{len(maps)} mixtures, temperature {temp:g}")
     a.legend()
     im = b.imshow(maps[0].numpy() * maps[0].numel(), origin="lower", aspect="auto", cmap="magma")
     b.set(xlabel="time cell", title="one mixture: P x n_cells (1 = uniform)")
