@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 import speechbrain as sb
-import torchaudio
 import yaml
 from hyperpyyaml import resolve_references
 from speechbrain.utils.checkpoints import Checkpointer
@@ -37,6 +36,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from speechbrain_dyncp.brain import finish_ddp_group
 from speechbrain_dyncp.verification.pipeline import run_verification
+from speechbrain_dyncp.verification.speaker_augment import change_speed
 from speechbrain_dyncp.verification.training import (
     SpeakerIDBrain,
     augmentation_csvs,
@@ -92,9 +92,8 @@ class LAPBrain(SpeakerIDBrain):
         self.speed_class = 0
         if stage == sb.Stage.TRAIN:
             speed = random.choice(self.hparams.speeds)
-            if speed != 1.0:  # one speed per batch: resample so it plays `speed` times faster
-                sr = self.hparams.sample_rate
-                wavs = torchaudio.functional.resample(wavs, sr, int(round(sr / speed)))
+            # one speed per batch (the class block follows); speaker_speed_factors of train_ecapa.yaml draw per item
+            wavs = change_speed(wavs, speed)
             self.speed_class = self.hparams.speed_classes.index(speed)
             if hasattr(self.hparams, "wav_augment"):
                 wavs, lens = self.hparams.wav_augment(wavs, lens)

@@ -33,6 +33,7 @@ from speechbrain.utils.distributed import run_on_main
 from speechbrain_dyncp.brain import DynCPBrain, start_ddp_group
 from speechbrain_dyncp.data.audio import audio_info, read_audio
 from speechbrain_dyncp.lobes.ssl_speaker import SSLSpeakerModel
+from speechbrain_dyncp.verification.speaker_augment import change_speed, draw_speed, speed_label, speed_labels
 from speechbrain_dyncp.verification.pipeline import resolve_voxceleb_data
 
 logger = logging.getLogger(__name__)
@@ -132,10 +133,11 @@ class SpeakerIDBrain(DynCPBrain):
         stats = {"loss": stage_loss, "ErrorRate": self.error_metrics.summarize("average")}
         if stage == sb.Stage.VALID:
             self.hparams.train_logger.log_stats(self.epoch_meta(epoch), {"loss": self.train_loss}, stats)
-            self.checkpointer.save_and_keep_only(meta={"ErrorRate": stats["ErrorRate"]}, min_keys=["ErrorRate"])
+            self.checkpointer.save_and_keep_only(meta={"ErrorRate": stats["ErrorRate"]}, min_keys=["ErrorRate"],
+                                                 num_to_keep=getattr(self.hparams, "ckpt_num_to_keep", 1))
 
 
-def add_speaker_labels(datasets: Sequence, label_encoder, audio_keys: Sequence[str]):
+def add_speaker_labels(datasets: Sequence, label_encoder, audio_keys: Sequence[str], label_key: str = "spk_id"):
     """Add ``spk_id_encoded`` (from the ``spk_id`` column) and set the output keys of each dataset.
 
     Arguments
@@ -146,6 +148,9 @@ def add_speaker_labels(datasets: Sequence, label_encoder, audio_keys: Sequence[s
         Encodes the speaker ids (fitted by the caller or by :func:`speaker_chunk_datasets`).
     audio_keys : sequence of str
         Output keys between ``id`` and ``spk_id_encoded``.
+    label_key : str
+        The item holding the speaker's class (a column, or a dynamic item such as
+        the speed-augmented ``speaker`` of :func:`speaker_chunk_datasets`).
 
     Returns
     -------
@@ -153,7 +158,7 @@ def add_speaker_labels(datasets: Sequence, label_encoder, audio_keys: Sequence[s
         ``label_encoder``.
     """
 
-    @sb.utils.data_pipeline.takes("spk_id")
+    @sb.utils.data_pipeline.takes(label_key)
     @sb.utils.data_pipeline.provides("spk_id_encoded")
     def label_pipeline(spk_id):
         return label_encoder.encode_sequence_torch([spk_id])
@@ -171,7 +176,9 @@ def speaker_chunk_datasets(hparams):
     ---------
     hparams : dict
         ``save_folder`` (with ``train.csv`` / ``dev.csv`` of ``prepare_voxceleb``),
-        ``sample_rate``, ``sentence_len``, ``random_chunk``, ``label_encoder``.
+        ``sample_rate``, ``sentence_len``, ``random_chunk``, ``label_encoder``; optional
+        ``speaker_speed_factors`` / ``speaker_speed_prob`` (speaker augmentation: that share of
+        training crops is sped up by one of the factors and labelled as a new speaker).
 
     Returns
     -------
@@ -182,31 +189,44 @@ def speaker_chunk_datasets(hparams):
     save = Path(hparams["save_folder"])
     train = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / "train.csv"))
     valid = sb.dataio.dataset.DynamicItemDataset.from_csv(str(save / "dev.csv"))
+    # speaker augmentation (speaker_augment.py): a sped-up or slowed-down crop is a new speaker
+    factors = tuple(float(f) for f in hparams.get("speaker_speed_factors") or ())
+    speed_prob = float(hparams.get("speaker_speed_prob", 0.0))
 
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def train_audio(wav, start, stop):
+    @sb.utils.data_pipeline.takes("wav", "start", "stop", "spk_id")
+    @sb.utils.data_pipeline.provides("sig", "speaker")
+    def train_audio(wav, start, stop, spk_id):
         start, stop = int(start), int(stop)
+        factor = draw_speed(factors, speed_prob)
         if hparams["random_chunk"]:
             # start/stop count samples at the file's own rate (e.g. 44.1 kHz), so the crop does too:
-            # a 16 kHz count read at 44.1 kHz would be a 0.73 s "2 s" chunk
-            seg_file = round(hparams["sentence_len"] * audio_info(wav)[1])
+            # a 16 kHz count read at 44.1 kHz would be a 0.73 s "2 s" chunk; a crop to be sped up by
+            # `factor` is `factor` times longer, so every crop ends up sentence_len long
+            seg_file = round(hparams["sentence_len"] * factor * audio_info(wav)[1])
             if stop - start > seg_file:  # else the whole row: PaddedBatch pads (never randint on < 0, P14)
                 start = random.randint(start, stop - seg_file)
                 stop = start + seg_file
-        return read_audio(wav, sample_rate=sr, start=start, stop=stop)
+        yield change_speed(read_audio(wav, sample_rate=sr, start=start, stop=stop), factor)
+        yield speed_label(spk_id, factor)
 
-    @sb.utils.data_pipeline.takes("wav", "start", "stop")
-    @sb.utils.data_pipeline.provides("sig")
-    def valid_audio(wav, start, stop):
-        return read_audio(wav, sample_rate=sr, start=int(start), stop=int(stop))
+    @sb.utils.data_pipeline.takes("wav", "start", "stop", "spk_id")
+    @sb.utils.data_pipeline.provides("sig", "speaker")
+    def valid_audio(wav, start, stop, spk_id):
+        yield read_audio(wav, sample_rate=sr, start=int(start), stop=int(stop))
+        yield spk_id
 
     train.add_dynamic_item(train_audio)
     valid.add_dynamic_item(valid_audio)
-    label_encoder = add_speaker_labels([train, valid], hparams["label_encoder"], ["sig"])
+    label_encoder = add_speaker_labels([train, valid], hparams["label_encoder"], ["sig"], label_key="speaker")
     # speakers of both splits, so a speaker whose chunks all fell into dev is still encodable
-    label_encoder.load_or_create(path=save / "label_encoder.txt", from_didatasets=[train, valid],
-                                 output_key="spk_id")
+    path = save / "label_encoder.txt"
+    label_encoder.load_or_create(path=path, from_didatasets=[train, valid], output_key="spk_id")
+    extra = [lab for lab in speed_labels([r["spk_id"] for d in (train, valid) for r in d.data.values()], factors)
+             if lab not in label_encoder.lab2ind]
+    if extra:  # appended after the original speakers (their indices unchanged); on resume the file has them
+        label_encoder.update_from_iterable(extra)
+        if sb.utils.distributed.if_main_process():
+            label_encoder.save(path)
     label_encoder.expect_len(len(label_encoder))  # P24
     return train, valid, label_encoder
 
