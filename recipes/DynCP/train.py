@@ -325,7 +325,9 @@ def dataio_prep(hparams):
         mixer = RealMixer(hparams["noise_csv"], hparams["rir_csv"], (hparams["snr_low"], hparams["snr_high"]),
                           clean_prob=1.0 - hparams["mix_prob"], reverb_prob=hparams["reverb_prob"],
                           pause_range=(0.0, hparams["pause_seconds"]),
-                          level_range=(hparams["level_db_low"], hparams["level_db_high"]))
+                          level_range=(hparams["level_db_low"], hparams["level_db_high"]),
+                          noise_mix_prob=hparams.get("noise_mix_prob", 0.0),
+                          noise_eq_prob=hparams.get("noise_eq_prob", 0.0))
 
     def read_pair(noisy_wav, clean_wav):
         if noisy_wav == clean_wav:  # a clean-only manifest (the real corpus, mixed on the fly): one read
@@ -440,6 +442,11 @@ def main(argv):
     )
     prepare_data(hparams)
     datasets = dataio_prep(hparams)
+    if hparams.get("init_enhancer_from"):  # the checkpointer's recovery (in fit) overrides it when resuming
+        ckpt = Path(hparams["init_enhancer_from"]) / "enhancer.ckpt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"--init_enhancer_from: no enhancer.ckpt in {ckpt.parent}")
+        hparams["modules"]["enhancer"].load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     if hparams.get("joint_probes"):  # trained (and checkpointed) with the enhancer
         hparams["modules"]["gate_probes"] = hparams["gate_probes"]
         hparams["checkpointer"].add_recoverable("gate_probes", hparams["gate_probes"])

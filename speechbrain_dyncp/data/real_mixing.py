@@ -54,6 +54,12 @@ class RealMixer:
         Seconds of noise-only lead-in and tail, drawn separately.
     level_range : (float, float)
         Speech RMS in dBFS.
+    noise_mix_prob : float
+        Share of noisy items whose noise is the sum of two different recordings (the
+        second 0-10 dB weaker): noise scenes the recordings do not hold alone.
+    noise_eq_prob : float
+        Share of noisy items whose noise is coloured by :func:`random_eq` (other
+        microphones and rooms than the recording's), before the SNR is set.
 
     Example
     -------
@@ -64,11 +70,13 @@ class RealMixer:
     """
 
     def __init__(self, noise_csv, rir_csv, snr_range=(-5.0, 25.0), clean_prob: float = 0.15,
-                 reverb_prob: float = 0.25, pause_range=(0.0, 1.0), level_range=(-42.0, -16.0)):
+                 reverb_prob: float = 0.25, pause_range=(0.0, 1.0), level_range=(-42.0, -16.0),
+                 noise_mix_prob: float = 0.0, noise_eq_prob: float = 0.0):
         self.noise_rows = read_csv(noise_csv) if noise_csv else []
         self.rir_rows = read_csv(rir_csv) if rir_csv else []
         self.snr_range, self.clean_prob, self.reverb_prob = tuple(snr_range), clean_prob, reverb_prob
         self.pause_range, self.level_range = tuple(pause_range), tuple(level_range)
+        self.noise_mix_prob, self.noise_eq_prob = noise_mix_prob, noise_eq_prob
         self._noises: Optional[list] = None
         self._rirs: Optional[list] = None
         if clean_prob < 1.0 and not self.noise_rows:
@@ -107,6 +115,13 @@ class RealMixer:
             k = int(rng.integers(len(self._noises))) if noise_index is None else noise_index
             (noise_name, wav), noise_id = self._noises[k], self.noise_rows[k].get("fine_class", "")
             noise = fit_length(wav, speech.numel(), rng).double()
+            if noise_index is None and len(self._noises) > 1 and rng.random() < self.noise_mix_prob:
+                other = int(rng.choice([j for j in range(len(self._noises)) if j != k]))
+                extra = fit_length(self._noises[other][1], speech.numel(), rng).double()
+                ratio = float(noise.pow(2).mean().sqrt() / extra.pow(2).mean().sqrt().clamp(min=1e-10))
+                noise = noise + extra * ratio * 10 ** (-rng.uniform(0.0, 10.0) / 20)
+            if noise_index is None and rng.random() < self.noise_eq_prob:
+                noise = random_eq(noise, rng)
             e_speech = speech[span].double().pow(2).mean()
             e_noise = noise[span].pow(2).mean().clamp(min=1e-20)
             # not mix_at_snr / torchaudio add_noise: the SNR is over the speech span, the noise covers the pauses too
@@ -123,6 +138,26 @@ class RealMixer:
                     : n_frames(speech.numel())]
         return {"noisy": noisy * gain, "clean": speech * gain, "snr": math.inf if snr == "clean" else float(snr),
                 "noise": noise_name, "fine_noise": noise_id, "room": room, "lead": lead, **labels}
+
+
+def random_eq(wav: torch.Tensor, rng: np.random.Generator, n_bands: int = 2, max_gain_db: float = 12.0) -> torch.Tensor:
+    """``wav`` through ``n_bands`` peaking filters (torchaudio's biquad) at random centres
+    (100 Hz-6 kHz, log-uniform), gains (+-``max_gain_db``) and Q (0.5-2).
+
+    Example
+    -------
+    >>> x = torch.randn(16000, dtype=torch.float64)
+    >>> y = random_eq(x, np.random.default_rng(0))
+    >>> y.shape == x.shape and not torch.allclose(x, y)
+    True
+    """
+    import torchaudio
+
+    for _ in range(n_bands):
+        centre = float(np.exp(rng.uniform(np.log(100.0), np.log(6000.0))))
+        wav = torchaudio.functional.equalizer_biquad(wav, SR, centre, float(rng.uniform(-max_gain_db, max_gain_db)),
+                                                     float(rng.uniform(0.5, 2.0)))
+    return wav
 
 
 def write_fixed_mixtures(rows: Sequence[list], noise_csv, rir_csv, out_dir, seed: int = 0,

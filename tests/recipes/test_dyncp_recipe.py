@@ -214,3 +214,31 @@ def test_short_training_on_real_speech(repo_root, mini_shared, digest, tmp_path)
     assert "train ratio_speech" in log and "train probe_vad" in log and "epoch: 2" in log
     assert {r["noise"] for r in rows} - {"none"}  # real noise classes, not the synthetic ones
     assert digest(mini_shared) == before
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_a_model_folder(repo_root, tmp_path):
+    """--init_enhancer_from loads a shipped folder's weights into a new run (lr ~0: they are still there after
+    an epoch, where a fresh initialisation differs); a folder without weights is named in the error."""
+    import torch
+
+    folder = repo_root / "speechbrain_dyncp" / "pretrained" / "dyncp_synthetic_small"
+    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
+              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
+              "--save_enhanced=False", "--number_of_epochs=1", "--lr=1e-12"]
+    shipped = torch.load(folder / "enhancer.ckpt", map_location="cpu", weights_only=True)
+
+    def max_diff(out):
+        (ckpt,) = (out / "save").glob("CKPT+*/enhancer.ckpt")
+        trained = torch.load(ckpt, map_location="cpu", weights_only=True)
+        keys = [k for k, v in shipped.items() if v.is_floating_point() and "running_" not in k]
+        return max(float((trained[k] - shipped[k]).abs().max()) for k in keys)
+
+    _run(repo_root, tmp_path / "tuned", *common, f"--init_enhancer_from={folder}")
+    _run(repo_root, tmp_path / "fresh", *common)
+    assert max_diff(tmp_path / "tuned") < 1e-6 < 1e-2 < max_diff(tmp_path / "fresh")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "recipes/DynCP/train.py", "hparams/DynCP/train.yaml", *SMALL_MODEL,
+                           f"--output_folder={tmp_path / 'bad'}", "--device=cpu", *common,
+                           f"--init_enhancer_from={tmp_path}"], cwd=repo_root, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and f"no enhancer.ckpt in {tmp_path}" in proc.stdout + proc.stderr

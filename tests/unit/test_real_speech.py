@@ -134,6 +134,59 @@ def test_mixer_sets_the_snr_over_the_speech_span_only(tmp_path):
     assert float(speech.pow(2).mean().sqrt()) == pytest.approx(10 ** (-25 / 20), rel=1e-3)
 
 
+def _tone_noises(tmp_path):
+    """Two noise recordings: a 300 Hz and a 2 kHz tone (which one is in a mixture shows in its spectrum)."""
+    t = np.arange(32000) / 16000
+    rows = ["ID,duration,wav,wav_format,wav_opts,noise_class"]
+    for name, hz in (("low", 300), ("high", 2000)):
+        sf.write(tmp_path / f"{name}.wav", 0.1 * np.sin(2 * np.pi * hz * t), 16000)
+        rows.append(f"{name},2.0,{tmp_path / name}.wav,wav,,machine_hum")
+    (tmp_path / "n.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "n.csv"
+
+
+def _band_db(x, hz):
+    spec = torch.fft.rfft(x.double()).abs().pow(2)
+    k = round(hz * x.numel() / 16000)
+    return float(10 * torch.log10(spec[k - 3 : k + 4].sum()))
+
+
+def test_noise_mixing_sums_two_recordings_at_a_bounded_ratio_and_keeps_the_snr(tmp_path):
+    kw = dict(snr_range=(5.0, 5.0), clean_prob=0.0, reverb_prob=0.0, pause_range=(0.0, 0.0), level_range=(-25.0, -25.0))
+    clean = 0.3 * torch.randn(16000, generator=torch.Generator().manual_seed(0))
+    plain, mixed = RealMixer(_tone_noises(tmp_path), None, **kw), RealMixer(tmp_path / "n.csv", None, noise_mix_prob=1.0, **kw)
+    gaps = []
+    for seed in range(20):
+        one = plain(clean, rng=np.random.default_rng(seed))["noisy"] - plain(clean, rng=np.random.default_rng(seed))["clean"]
+        assert abs(_band_db(one, 300) - _band_db(one, 2000)) > 30  # one recording: one tone
+        item = mixed(clean, rng=np.random.default_rng(seed))
+        noise = item["noisy"] - item["clean"]
+        gaps.append(abs(_band_db(noise, 300) - _band_db(noise, 2000)))
+        snr = 10 * torch.log10(item["clean"].double().pow(2).sum() / noise.double().pow(2).sum())
+        assert float(snr) == pytest.approx(5.0, abs=1e-3)  # the SNR is of the summed noise
+    assert max(gaps) <= 10.5 and min(gaps) < 8  # second recording 0-10 dB below the first
+
+
+def test_noise_eq_colours_training_noise_but_never_the_fixed_mixtures(tmp_path):
+    noise = tmp_path / "white.wav"
+    sf.write(noise, 0.1 * np.random.default_rng(0).standard_normal(48000), 16000)
+    (tmp_path / "n.csv").write_text(f"ID,duration,wav,wav_format,wav_opts,noise_class\nw,3.0,{noise},wav,,hum\n")
+    kw = dict(snr_range=(0.0, 0.0), clean_prob=0.0, reverb_prob=0.0, pause_range=(0.0, 0.0), level_range=(-25.0, -25.0))
+    eq = RealMixer(tmp_path / "n.csv", None, noise_eq_prob=1.0, **kw)
+    clean = torch.zeros(32000)
+    clean[::400] = 1.0  # any non-silent speech; the noise spectrum is what is looked at
+
+    def spread_db(item):  # spread of the noise's level over 16 bands between 100 Hz and 7 kHz
+        spec = torch.fft.rfft((item["noisy"] - item["clean"]).double()).abs().pow(2)
+        edges = np.geomspace(100, 7000, 17) * 2  # 2 bins per Hz at 32000 samples
+        bands = torch.stack([spec[int(a) : int(b)].mean() for a, b in zip(edges[:-1], edges[1:])])
+        return float(10 * torch.log10(bands.max() / bands.min()))
+
+    coloured = [spread_db(eq(clean, rng=np.random.default_rng(s))) for s in range(10)]
+    fixed = spread_db(eq(clean, rng=np.random.default_rng(0), snr=0.0, noise_index=0))
+    assert fixed < 3.0 and np.median(coloured) > 6.0
+
+
 def test_noise_vocabulary():
     assert {noise_class(c) for c in ("cafe_babble", "rain", "fridge_hum", "music_piano", "train_passing")} == {
         "babble_crowd", "water_nature", "machine_hum", "music", "traffic_vehicle"}
