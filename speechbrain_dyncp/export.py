@@ -160,7 +160,7 @@ def check_model_folder(folder, expected: Dict[str, Dict]) -> None:
                 raise RuntimeError(f"{folder}: {key}.{name} differs after loading")
 
 
-def _load_weights(path: Path) -> Dict:
+def load_weights(path: Path) -> Dict:
     """``torch.load(path, weights_only=True)``; a damaged or unsafe file is a one-line error naming it."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -204,8 +204,8 @@ def export_experiment(experiment_dir, out_dir, probes_ckpt=None, min_key=None, m
     if attenuation_limit_db is not None:
         kwargs["attenuation_limit_db"] = float(attenuation_limit_db)
     ckpt = find_checkpoint(exp, min_key=min_key, max_key=max_key)
-    state = _load_weights(ckpt / "enhancer.ckpt")
-    probes = _load_weights(Path(probes_ckpt)) if probes_ckpt else None
+    state = load_weights(ckpt / "enhancer.ckpt")
+    probes = load_weights(Path(probes_ckpt)) if probes_ckpt else None
     provenance = f"\n# exported from {exp.name}/save/{ckpt.name}\n"
     return write_model_folder(out_dir, kwargs, state, probes, extra_yaml=provenance)
 

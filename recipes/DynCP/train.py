@@ -50,6 +50,7 @@ from speechbrain_dyncp.data.audio import read_audio, write_audio
 from speechbrain_dyncp.data.labels import item_frame_labels
 from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, speed_rates
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards
+from speechbrain_dyncp.export import load_weights
 from speechbrain_dyncp.losses.dyncp import realised_ratio
 from speechbrain_dyncp.metrics.enhancement import (
     batch_metric,
@@ -443,10 +444,9 @@ def main(argv):
     prepare_data(hparams)
     datasets = dataio_prep(hparams)
     if hparams.get("init_enhancer_from"):  # the checkpointer's recovery (in fit) overrides it when resuming
-        ckpt = Path(hparams["init_enhancer_from"]) / "enhancer.ckpt"
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"--init_enhancer_from: no enhancer.ckpt in {ckpt.parent}")
-        hparams["modules"]["enhancer"].load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+        # export.load_weights: a missing, damaged or unsafe file is a one-line error naming it
+        weights = load_weights(Path(hparams["init_enhancer_from"]) / "enhancer.ckpt")
+        hparams["modules"]["enhancer"].load_state_dict(weights)
     if hparams.get("joint_probes"):  # trained (and checkpointed) with the enhancer
         hparams["modules"]["gate_probes"] = hparams["gate_probes"]
         hparams["checkpointer"].add_recoverable("gate_probes", hparams["gate_probes"])

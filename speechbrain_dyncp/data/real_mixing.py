@@ -118,6 +118,7 @@ class RealMixer:
             if noise_index is None and len(self._noises) > 1 and rng.random() < self.noise_mix_prob:
                 other = int(rng.choice([j for j in range(len(self._noises)) if j != k]))
                 extra = fit_length(self._noises[other][1], speech.numel(), rng).double()
+                # not mix_at_snr: an excerpt may be digital silence, which it refuses (a crash mid-epoch)
                 ratio = float(noise.pow(2).mean().sqrt() / extra.pow(2).mean().sqrt().clamp(min=1e-10))
                 noise = noise + extra * ratio * 10 ** (-rng.uniform(0.0, 10.0) / 20)
             if noise_index is None and rng.random() < self.noise_eq_prob:

@@ -241,4 +241,4 @@ def test_fine_tuning_starts_from_a_model_folder(repo_root, tmp_path):
     proc = subprocess.run([sys.executable, "recipes/DynCP/train.py", "hparams/DynCP/train.yaml", *SMALL_MODEL,
                            f"--output_folder={tmp_path / 'bad'}", "--device=cpu", *common,
                            f"--init_enhancer_from={tmp_path}"], cwd=repo_root, env=env, capture_output=True, text=True)
-    assert proc.returncode != 0 and f"no enhancer.ckpt in {tmp_path}" in proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"checkpoint not found: {tmp_path / 'enhancer.ckpt'}" in proc.stdout + proc.stderr
