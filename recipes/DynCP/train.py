@@ -52,6 +52,7 @@ from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, sp
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards
 from speechbrain_dyncp.export import load_weights
 from speechbrain_dyncp.losses.dyncp import realised_ratio
+from speechbrain_dyncp.losses.waveform import waveform_loss
 from speechbrain_dyncp.metrics.enhancement import (
     batch_metric,
     pesq_available,
@@ -92,7 +93,10 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
         loss = terms.loss if self.hparams.gated else terms.se
         weight = getattr(self.hparams, "lambda_si_sdr", 0.0)
         if weight:  # waveform term: the spectral loss alone leaves phase/scale errors that cost SI-SDR
-            neg_sdr = -si_sdr(out.wav, clean, lens, max_db=self.hparams.si_sdr_max_db).mean()
+            neg_sdr = waveform_loss(out.wav, clean, lens, max_db=self.hparams.si_sdr_max_db,
+                                    noisy=batch.noisy_sig.data,
+                                    low_snr_db=getattr(self.hparams, "si_sdr_low_snr_db", 5.0),
+                                    low_snr_boost=getattr(self.hparams, "si_sdr_low_snr_boost", 0.0))
             self.sums["neg_si_sdr"] += float(neg_sdr.detach()) * n
             loss = loss + weight * neg_sdr
         if self.gate_probes is not None and stage != sb.Stage.TEST:
