@@ -53,7 +53,7 @@ def resolve_speaker_source(model) -> Path:
                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
 
 
-DEFAULT_SPEAKER_MODEL = "ecapa_real_small"  # speechbrain_dyncp/pretrained/<this>, when bundled
+DEFAULT_SPEAKER_MODEL = "ecapa_real_small_x2"  # speechbrain_dyncp/pretrained/<this>, when bundled (two fused ECAPAs)
 
 
 def speaker_model_folder(model=None) -> Path:

@@ -1,4 +1,4 @@
-"""The bundled default speaker model (speechbrain_dyncp/pretrained/ecapa_real_small, issue 17):
+"""The bundled default speaker model (speechbrain_dyncp/pretrained/ecapa_real_small_x2, issue 17):
 small, no audio inside, loads offline, and ``dyncp verify`` without ``--model`` uses its calibration."""
 
 import itertools
@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from speechbrain_dyncp.inference.speaker import load_speaker_model, speaker_model_folder
 from speechbrain_dyncp.verification.calibration import QualityCalibrator
@@ -23,6 +24,18 @@ def test_bundle_is_small_without_audio_and_has_its_backend():
     model = load_speaker_model(folder)
     assert model.normalizer is not None and hasattr(model.hparams, "threshold")
     assert QualityCalibrator.load(folder).measures == ["snr_db", "speech_frac", "log_speech_s"]
+
+
+def test_bundle_fuses_the_bundled_single_ecapa_with_a_second_member():
+    """As its model card says: member 0 is ecapa_real_small (Grad-W's E), member 1 another ECAPA."""
+    folder = speaker_model_folder(None)
+    state = torch.load(folder / "embedding_model.ckpt", weights_only=True)
+    single = torch.load(folder.parent / "ecapa_real_small" / "embedding_model.ckpt", weights_only=True)
+    assert {k.split(".")[1] for k in state} == {"0", "1"}
+    for key, value in single.items():
+        assert torch.equal(state[f"members.0.{key}"], value)
+    differs = [k for k, v in single.items() if v.is_floating_point() and not torch.equal(state[f"members.1.{k}"], v)]
+    assert len(differs) > 0.9 * sum(v.is_floating_point() for v in single.values())
 
 
 def test_cli_verify_without_model_uses_the_calibrated_bundle(tmp_path):

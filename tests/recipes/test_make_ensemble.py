@@ -1,0 +1,54 @@
+"""recipes/VoxCeleb/make_ensemble.py: two speaker folders become one whose score is the members' mean cosine."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from speechbrain_dyncp.inference.speaker import load_speaker_model
+from speechbrain_dyncp.verification.embedding import load_speaker_embedder
+from tests.integration.tiny_speaker import write_tiny_speaker_folder
+
+
+def _recipe(repo_root):
+    spec = importlib.util.spec_from_file_location("make_ensemble", repo_root / "recipes/VoxCeleb/make_ensemble.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _members(tmp_path):
+    write_tiny_speaker_folder(tmp_path / "a", lin_neurons=12)
+    torch.manual_seed(1)
+    write_tiny_speaker_folder(tmp_path / "b", lin_neurons=20)
+    state = torch.load(tmp_path / "b/embedding_model.ckpt", weights_only=True)  # b: other weights than a
+    torch.save({k: v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()},
+               tmp_path / "b/embedding_model.ckpt")
+    return tmp_path / "a", tmp_path / "b"
+
+
+def test_joint_score_is_the_mean_of_member_cosines(repo_root, tmp_path):
+    a, b = _members(tmp_path)
+    out = _recipe(repo_root).make_ensemble([a, b], tmp_path / "ens")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 16000, generator=g) * 0.1
+    embed = {name: load_speaker_embedder(folder) for name, folder in (("a", a), ("b", b), ("ens", out))}
+    with torch.no_grad():
+        cos = {name: float(torch.nn.functional.cosine_similarity(e(x[None]).flatten(), e(y[None]).flatten(), dim=0))
+               for name, e in embed.items()}
+    assert abs(cos["a"] - cos["b"]) > 1e-4  # the members really differ (random nets: both near 1)
+    assert cos["ens"] == pytest.approx((cos["a"] + cos["b"]) / 2, abs=1e-5)
+    # the SpeechBrain interface (from_hparams, safe-mode YAML check) loads it too: 12 + 20 dims
+    model = load_speaker_model(out)
+    assert model.encode_batch(x[None]).shape[-1] == 32
+    assert np.isclose(float(model.verify_batch(x[None], y[None])[0]), cos["ens"], atol=1e-5)
+
+
+def test_members_with_other_features_are_refused_by_name(repo_root, tmp_path):
+    a, b = _members(tmp_path)
+    (b / "hyperparams.yaml").write_text((b / "hyperparams.yaml").read_text().replace("n_mels: 24", "n_mels: 40"))
+    with pytest.raises(ValueError, match=f"{b}: its compute_features differs"):
+        _recipe(repo_root).make_ensemble([a, b], tmp_path / "ens")
+    with pytest.raises(FileNotFoundError, match="not a speaker model folder"):
+        _recipe(repo_root).make_ensemble([a, tmp_path], tmp_path / "ens2")
