@@ -242,3 +242,17 @@ def test_fine_tuning_starts_from_a_model_folder(repo_root, tmp_path):
                            f"--output_folder={tmp_path / 'bad'}", "--device=cpu", *common,
                            f"--init_enhancer_from={tmp_path}"], cwd=repo_root, env=env, capture_output=True, text=True)
     assert proc.returncode != 0 and f"checkpoint not found: {tmp_path / 'enhancer.ckpt'}" in proc.stdout + proc.stderr
+
+
+def test_low_snr_boost_reaches_the_waveform_term(repo_root, tmp_path):
+    """With lr ~0 the weights stay put, so a boost that covers every item (pivot 200 dB: weight 1 + 9)
+    must multiply the logged validation waveform term by exactly 10."""
+    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
+              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
+              "--save_enhanced=False", "--number_of_epochs=1", "--lr=1e-12", "--lambda_si_sdr=0.1"]
+    terms = []
+    for name, extra in (("plain", []), ("boost", ["--si_sdr_low_snr_boost=9.0", "--si_sdr_low_snr_db=200.0"])):
+        _run(repo_root, tmp_path / name, *common, *extra)
+        log = (tmp_path / name / "train_log.txt").read_text()
+        terms.append(float(re.search(r"valid neg_si_sdr: ([-0-9.e+]+)", log).group(1)))
+    assert terms[0] != 0.0 and terms[1] == pytest.approx(10 * terms[0], rel=1e-2)
