@@ -63,6 +63,10 @@ def make_ensemble(members, out) -> Path:
         if missing:
             raise FileNotFoundError(f"{m}: not a speaker model folder (lacks {', '.join(missing)})")
         blocks.append(top_level_blocks((m / "hyperparams.yaml").read_text()))
+        if "embedding_model" not in blocks[-1] or "!ref" in blocks[-1]["embedding_model"]:
+            # the block is copied alone, so it must be self-contained (train_speaker.py exports are)
+            raise ValueError(f"{m}: its hyperparams.yaml needs a self-contained embedding_model block "
+                             "(literal values, no !ref), as train_speaker.py exports")
     for m, b in zip(members[1:], blocks[1:]):
         for key in SHARED_BLOCKS:
             if b.get(key) != blocks[0].get(key):

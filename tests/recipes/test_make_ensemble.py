@@ -50,5 +50,10 @@ def test_members_with_other_features_are_refused_by_name(repo_root, tmp_path):
     (b / "hyperparams.yaml").write_text((b / "hyperparams.yaml").read_text().replace("n_mels: 24", "n_mels: 40"))
     with pytest.raises(ValueError, match=f"{b}: its compute_features differs"):
         _recipe(repo_root).make_ensemble([a, b], tmp_path / "ens")
+    text = (a / "hyperparams.yaml").read_text()
+    (a / "hyperparams.yaml").write_text("n_mels: 24\n" + text.replace("input_size: 24", "input_size: !ref <n_mels>"))
+    with pytest.raises(ValueError, match=f"{a}: its hyperparams.yaml needs a self-contained embedding_model"):
+        _recipe(repo_root).make_ensemble([a, a], tmp_path / "ens")
+    (a / "hyperparams.yaml").write_text(text)
     with pytest.raises(FileNotFoundError, match="not a speaker model folder"):
         _recipe(repo_root).make_ensemble([a, tmp_path], tmp_path / "ens2")
