@@ -74,3 +74,22 @@ def test_ecapa_recipe_runs_under_two_process_gloo_ddp(tiny_corpus, tmp_path):
     in_ckpt = torch.load(last / "embedding_model.ckpt", weights_only=True)
     assert exported.keys() == in_ckpt.keys()
     assert all(torch.equal(exported[k], in_ckpt[k]) for k in exported)
+
+
+def test_teardown_abort_is_repeated_once_from_a_clean_folder(tmp_path):
+    """run_recipe's one retry: only for the gloo exit-time abort, with the output folder cleared first."""
+    import sys
+
+    from assets.tiny_recipe.runner import TEARDOWN_ABORT
+
+    out, marker = tmp_path / "out", tmp_path / "attempts"
+    script = (f"import pathlib, sys; m = pathlib.Path({str(marker)!r}); n = int(m.read_text()) if m.exists() else 0; "
+              f"m.write_text(str(n + 1)); o = pathlib.Path({str(out)!r}); "
+              f"leftover = (o / 'partial').exists(); o.mkdir(exist_ok=True); (o / 'partial').write_text('x'); "
+              f"sys.exit(3 if leftover else 0) if n or sys.argv[2] == 'ok' else "
+              f"(sys.stderr.write({TEARDOWN_ABORT!r}), sys.exit(1))")
+    run_recipe([sys.executable, "-c", script, "torch.distributed.run", "again", f"--output_folder={out}"])
+    assert marker.read_text() == "2"  # aborted once, repeated once, and the repeat found no leftovers
+    marker.unlink()
+    with pytest.raises(AssertionError):  # any other failure is not repeated
+        run_recipe([sys.executable, "-c", "import sys; sys.exit(1)", "torch.distributed.run"])

@@ -5,6 +5,7 @@ Authors
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,9 +28,24 @@ def recipe_cmd(data_folder, output_folder, *overrides, nproc: int = 1):
             f"--output_folder={output_folder}", "--device=cpu", "--noprogressbar", *overrides]
 
 
+# A gloo rank can abort in C++ teardown *after* a finished run (seen once in session 9 on CI, after
+# finish_ddp_group's barrier + destroy; the run's outputs were complete). That is torch/gloo exit-time
+# behaviour, not what these tests check, so such a run is repeated once from a clean output folder;
+# any other failure, or the same abort twice, fails the test.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
 def run_recipe(cmd, timeout=300):
     """Run to completion; the failure message carries the end of the log."""
-    proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+    for attempt in range(2):
+        proc = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
+        teardown = proc.returncode != 0 and TEARDOWN_ABORT in proc.stderr and "torch.distributed.run" in cmd
+        if not teardown or attempt:
+            break
+        out = next((a.split("=", 1)[1] for a in cmd if str(a).startswith("--output_folder=")), None)
+        if out:
+            shutil.rmtree(out, ignore_errors=True)
+        print(f"gloo teardown abort, repeating once: {' '.join(map(str, cmd))}", file=sys.stderr)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
