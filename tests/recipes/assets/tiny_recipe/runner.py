@@ -28,8 +28,8 @@ def recipe_cmd(data_folder, output_folder, *overrides, nproc: int = 1):
             f"--output_folder={output_folder}", "--device=cpu", "--noprogressbar", *overrides]
 
 
-# A gloo rank can abort in C++ teardown *after* a finished run (seen once in session 9 on CI, after
-# finish_ddp_group's barrier + destroy; the run's outputs were complete). That is torch/gloo exit-time
+# A gloo rank can abort in C++ teardown *after* a finished run (seen once in session 9 on CI: both
+# epochs and checkpoints written, then exit -6). That is torch/gloo exit-time
 # behaviour, not what these tests check, so such a run is repeated once from a clean output folder;
 # any other failure, or the same abort twice, fails the test.
 TEARDOWN_ABORT = "terminate called without an active exception"
