@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from speechbrain_dyncp.export import load_weights
 from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 
 SHARED_BLOCKS = ("sample_rate", "compute_features", "mean_var_norm")
@@ -87,7 +88,7 @@ def make_ensemble(members, out) -> Path:
     (out / "hyperparams.yaml").write_text(text)
     state = {}
     for i, m in enumerate(members):
-        member_state = torch.load(m / "embedding_model.ckpt", map_location="cpu", weights_only=True)
+        member_state = load_weights(m / "embedding_model.ckpt")  # a damaged file: one line naming it
         state.update({f"members.{i}.{k}": v for k, v in member_state.items()})
     torch.save(state, out / "embedding_model.ckpt")
     if norm:
