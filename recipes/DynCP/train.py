@@ -52,6 +52,7 @@ from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, sp
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards
 from speechbrain_dyncp.export import load_weights
 from speechbrain_dyncp.losses.dyncp import realised_ratio
+from speechbrain_dyncp.losses.residual_noise import residual_noise_loss
 from speechbrain_dyncp.losses.waveform import waveform_loss
 from speechbrain_dyncp.metrics.enhancement import (
     batch_metric,
@@ -99,6 +100,14 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
                                     low_snr_boost=getattr(self.hparams, "si_sdr_low_snr_boost", 0.0))
             self.sums["neg_si_sdr"] += float(neg_sdr.detach()) * n
             loss = loss + weight * neg_sdr
+        weight = getattr(self.hparams, "lambda_residual_noise", 0.0)
+        if weight:  # noise left in pauses: what DNSMOS's background score hears (losses/residual_noise.py)
+            enhancer = unwrap(self.modules.enhancer)
+            residual_db = residual_noise_loss(out.mask, enhancer.spectrum(batch.noisy_sig.data),
+                                              enhancer.spectrum(clean), out.frame_mask,
+                                              max_atten_db=self.hparams.residual_noise_max_db)
+            self.sums["residual_noise_db"] += float(residual_db.detach()) * n
+            loss = loss + weight * residual_db
         if self.gate_probes is not None and stage != sb.Stage.TEST:
             joint = self.gate_probes(out.gates, out.frame_mask, batch.vad.data, batch.f0.data)
             for key, value in joint.terms.items():

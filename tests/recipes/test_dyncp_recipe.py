@@ -256,3 +256,21 @@ def test_low_snr_boost_reaches_the_waveform_term(repo_root, tmp_path):
         log = (tmp_path / name / "train_log.txt").read_text()
         terms.append(float(re.search(r"valid neg_si_sdr: ([-0-9.e+]+)", log).group(1)))
     assert terms[0] != 0.0 and terms[1] == pytest.approx(10 * terms[0], rel=1e-2)
+
+
+def test_residual_noise_term_reaches_the_loss(repo_root, tmp_path):
+    """With lr ~0 the weights stay put, so switching the residual-noise term on (weight 1) must add
+    exactly the logged residual-noise level to the validation loss; a sigmoid mask (< 1 everywhere)
+    lets through less noise than there is, so that level is negative."""
+    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
+              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
+              "--save_enhanced=False", "--number_of_epochs=1", "--lr=1e-12"]
+    logs = {}
+    for name, extra in (("plain", []), ("residual", ["--lambda_residual_noise=1.0"])):
+        _run(repo_root, tmp_path / name, *common, *extra)
+        logs[name] = (tmp_path / name / "train_log.txt").read_text()
+    loss = {k: float(re.search(r"valid loss: ([-0-9.e+]+)", v).group(1)) for k, v in logs.items()}
+    residual_db = float(re.search(r"valid residual_noise_db: ([-0-9.e+]+)", logs["residual"]).group(1))
+    assert "residual_noise_db" not in logs["plain"]
+    assert residual_db < -1.0
+    assert loss["residual"] - loss["plain"] == pytest.approx(residual_db, rel=2e-2, abs=2e-2)
