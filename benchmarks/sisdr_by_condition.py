@@ -5,7 +5,8 @@
 training run needs one number per condition, so this runs the model alone (with the folder's
 own attenuation limit, or ``--attenuation_limit_db``) and writes the mean SI-SDR per SNR for
 all / dry / reverberant items, plus PESQ-WB on the clean and 20 dB items (the "no harm"
-targets), with the same metric code and mixtures as ``bench_real.py`` (on the default model it
+targets) and, with ``--dnsmos``, DNSMOS OVRL at 10 dB and below (the DNSMOS target), with
+the same metric code and mixtures as ``bench_real.py`` (on the default model it
 gives the same SI-SDR figures to two decimals). About 6 min for the test split on one thread.
 
     python benchmarks/sisdr_by_condition.py --model results/DynCP/real_export/noisediv_e10 --split valid \
@@ -33,8 +34,11 @@ SR = 16000
 SNRS = ("clean", "20.0", "10.0", "5.0", "0.0", "-5.0")
 
 
-def score(model, rows):
-    """Mean SI-SDR per ``<room>_<snr>`` and ``all_<snr>``; PESQ on the clean and 20 dB items."""
+def score(model, rows, dnsmos: bool = False):
+    """Mean SI-SDR per ``<room>_<snr>`` and ``all_<snr>``; PESQ on the clean and 20 dB items; with
+    ``dnsmos``, DNSMOS OVRL (bench_real.py's function) on the noisy items at <= 10 dB (its target)."""
+    if dnsmos:
+        from bench_real import dnsmos_ovrl  # benchmarks/ is on sys.path when this script runs
     res = defaultdict(list)
     for row in rows:
         noisy, clean = read_audio(row["noisy_wav"], SR).float()[None], read_audio(row["clean_wav"], SR).float()[None]
@@ -46,6 +50,8 @@ def score(model, rows):
         res[f"{room}_{snr}|si_sdr"].append(value)
         if snr in ("clean", "20.0"):
             res[f"all_{snr}|pesq"].append(pesq_wb(est[0], clean[0]))
+        if dnsmos and snr in ("10.0", "5.0", "0.0", "-5.0"):
+            res[f"all_{snr}|dnsmos"].append(dnsmos_ovrl(est[0].numpy().astype(np.float64)))
     return {k: float(np.nanmean(v)) for k, v in sorted(res.items())}
 
 
@@ -55,6 +61,7 @@ def main(argv=None):
     ap.add_argument("--split", choices=("valid", "test"), default="valid")
     ap.add_argument("--corpus", default=str(REPO / "results/DynCP/real_speech_seed0"))
     ap.add_argument("--attenuation_limit_db", type=float, default=None, help="override the folder's limit")
+    ap.add_argument("--dnsmos", action="store_true", help="also DNSMOS OVRL at 10 / 5 / 0 / -5 dB (about 2x the time)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -64,13 +71,15 @@ def main(argv=None):
     with open(Path(args.corpus) / f"{args.split}.csv") as fh:
         rows = list(csv.DictReader(fh))
     summary = {"model": args.model, "split": args.split, "n_items": len(rows),
-               "attenuation_limit_db": model.enhancer.attenuation_limit_db, "scores": score(model, rows)}
+               "attenuation_limit_db": model.enhancer.attenuation_limit_db, "scores": score(model, rows, args.dnsmos)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1))
     s = summary["scores"]
     for room in ("all", "dry", "rev"):
         print(room, " ".join(f"{c}: {s[f'{room}_{c}|si_sdr']:.2f}" for c in SNRS if f"{room}_{c}|si_sdr" in s))
     print(f"PESQ clean {s.get('all_clean|pesq', float('nan')):.2f}, 20 dB {s.get('all_20.0|pesq', float('nan')):.2f}")
+    if args.dnsmos:
+        print("DNSMOS OVRL", " ".join(f"{c}: {s[f'all_{c}|dnsmos']:.2f}" for c in SNRS if f"all_{c}|dnsmos" in s))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from speechbrain_dyncp import streaming
 from speechbrain_dyncp.lengths import frame_lengths
 from speechbrain_dyncp.lobes.gated_tcn import GatedTCN
+from speechbrain_dyncp.lobes.pause_floor import PauseFloor
 from speechbrain_dyncp.lobes.stft_masking import attenuation_floor, masked_istft  # noqa: F401 (re-exported)
 from speechbrain_dyncp.streaming import StreamingContext
 
@@ -86,6 +87,14 @@ class DynCPEnhancer(nn.Module):
         speech a 20 dB limit removes most of the harm to clean and high-SNR input
         at almost no cost at low SNR (docs/results_real.md); every inference path
         (offline, PyTorch and C streaming, ONNX) applies it.
+    pause_attenuation_limit_db : float, optional
+        A deeper limit for the frames the gates call non-speech
+        (:class:`~speechbrain_dyncp.lobes.pause_floor.PauseFloor`: a copy of the fitted VAD
+        probe, in this module's weights as ``pause_floor.*``; set it with
+        ``recipes/DynCP/set_pause_floor.py``). Needs a gated model and an
+        ``attenuation_limit_db`` below it. None (default) = one limit for all frames.
+    pause_vad_threshold, pause_hangover_frames
+        The pause floor's speech threshold (VAD probability) and hangover (frames).
 
     Example
     -------
@@ -121,6 +130,9 @@ class DynCPEnhancer(nn.Module):
         gate_init_bias: float = 0.5,
         dropout: float = 0.0,
         attenuation_limit_db: Optional[float] = None,
+        pause_attenuation_limit_db: Optional[float] = None,
+        pause_vad_threshold: float = 0.3,
+        pause_hangover_frames: int = 8,
     ):
         super().__init__()
         if feature not in FEATURES:
@@ -141,18 +153,35 @@ class DynCPEnhancer(nn.Module):
         self.back = nn.Linear(channels, self.n_freq)
         attenuation_floor(attenuation_limit_db)  # a bad value fails here, not at the first forward
         self.attenuation_limit_db = attenuation_limit_db
+        self.pause_floor = None
+        if pause_attenuation_limit_db:
+            if not gated:
+                raise ValueError("pause_attenuation_limit_db needs a gated model (the gates detect the pauses)")
+            if not attenuation_limit_db or pause_attenuation_limit_db <= attenuation_limit_db:
+                raise ValueError(f"pause_attenuation_limit_db ({pause_attenuation_limit_db}) must be deeper than "
+                                 f"attenuation_limit_db ({attenuation_limit_db})")
+            self.pause_floor = PauseFloor(n_stacks * n_blocks, hidden, pause_attenuation_limit_db,
+                                          pause_vad_threshold, pause_hangover_frames)
 
     @property
     def mask_floor(self) -> float:
         """Smallest mask value (:func:`attenuation_floor` of ``attenuation_limit_db``)."""
         return attenuation_floor(self.attenuation_limit_db)
 
-    def mask_from_logits(self, logits: Tensor) -> Tensor:
+    def mask_from_logits(self, logits: Tensor, floor: Optional[Tensor] = None) -> Tensor:
         """Mask in ``[floor, 1]`` from the back-end's logits (the one place the activation lives;
-        the C kernel and the NumPy streamer repeat it, see streaming/numpy_net.py)."""
-        floor = self.mask_floor
+        the C kernel and the NumPy streamer repeat it, see streaming/numpy_net.py); ``floor``
+        (broadcastable, per frame: the pause floor) replaces the model's constant one."""
         mask = torch.sigmoid(logits)
-        return mask if floor == 0.0 else floor + (1.0 - floor) * mask
+        if floor is None:
+            floor = self.mask_floor
+            if floor == 0.0:
+                return mask
+        return floor + (1.0 - floor) * mask
+
+    def frame_floors(self, gates: Tensor) -> Optional[Tensor]:
+        """Per-frame mask floor ``[B, N, 1]`` from gates ``[B, L, N, H]``, or None without a pause floor."""
+        return None if self.pause_floor is None else self.pause_floor.frame_floors(gates, self.mask_floor)
 
     def spectrum(self, wav: Tensor) -> Tensor:
         """The analysis STFT ``[B, F, N]`` of ``wav`` ``[B, T]`` (centred frames, zero padding)."""
@@ -170,7 +199,7 @@ class DynCPEnhancer(nn.Module):
         """Features ``[B, N, F]`` -> (mask ``[B, N, F]``, gates ``[B, L, N, H]``)."""
         h = torch.relu(self.front(feats))  # B, N, C
         out = self.tcn(h, frame_mask)
-        return self.mask_from_logits(self.back(out.out)), out.gates
+        return self.mask_from_logits(self.back(out.out), self.frame_floors(out.gates)), out.gates
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor] = None) -> EnhancerOutput:
         """Enhance ``wav`` ``[B, T]``; ``lengths`` relative ``[B]`` (any device).

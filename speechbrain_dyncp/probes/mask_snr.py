@@ -36,9 +36,9 @@ def mask_energy_ratio_db(spec: Tensor, mask: Tensor, frame_mask: Tensor, floor: 
         The enhancer's mask ``[B, N, F]`` (``EnhancerOutput.mask``, attenuation floor included).
     frame_mask : torch.Tensor
         ``[B, N]`` valid frames.
-    floor : float
-        The model's mask floor (``DynCPEnhancer.mask_floor``), undone here so the ratio does not
-        depend on the attenuation limit a user picks.
+    floor : float or torch.Tensor
+        The model's mask floor (``DynCPEnhancer.mask_floor``, or per frame ``[B, N, 1]`` with a pause
+        floor), undone here so the ratio does not depend on the attenuation limits a user picks.
 
     Returns
     -------
@@ -53,7 +53,9 @@ def mask_energy_ratio_db(spec: Tensor, mask: Tensor, frame_mask: Tensor, floor: 
     4.77
     """
     n = min(spec.shape[-1], mask.shape[1])
-    raw = ((mask[:, :n].transpose(1, 2) - floor) / (1.0 - floor)).clamp(0.0, 1.0)  # B, F, N
+    if torch.is_tensor(floor):  # per frame [B, N, 1] (a pause floor: DynCPEnhancer.frame_floors)
+        floor = floor[:, :n]
+    raw = ((mask[:, :n] - floor) / (1.0 - floor)).transpose(1, 2).clamp(0.0, 1.0)  # B, F, N
     power = spec[..., :n].abs().pow(2) * frame_mask[:, None, :n].to(raw.dtype)
     kept = (raw.pow(2) * power).sum((1, 2))
     removed = ((1.0 - raw).pow(2) * power).sum((1, 2))
@@ -64,7 +66,8 @@ def enhancer_mask_ratio_db(enhancer, noisy: Tensor, out, spec: Optional[Tensor] 
     """:func:`mask_energy_ratio_db` of a ``DynCPEnhancer`` forward ``out`` on ``noisy`` ``[B, T]`` (same STFT;
     ``spec``: ``enhancer.spectrum(noisy)`` where the caller already has it)."""
     spec = enhancer.spectrum(noisy) if spec is None else spec
-    return mask_energy_ratio_db(spec, out.mask, out.frame_mask, enhancer.mask_floor)
+    floors = enhancer.frame_floors(out.gates)
+    return mask_energy_ratio_db(spec, out.mask, out.frame_mask, enhancer.mask_floor if floors is None else floors)
 
 
 @dataclass

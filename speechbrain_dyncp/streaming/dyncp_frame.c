@@ -51,6 +51,13 @@ typedef struct {
     Block *blocks;
     const REAL *WfT, *WbT; /* Wf transposed [F][C], Wb transposed [C][F]: axpy sweeps */
     REAL floor;            /* mask floor of the attenuation limit (DynCPEnhancer.mask_from_logits) */
+    /* pause floor (lobes/pause_floor.py; vad_w NULL: none): the VAD head's weights [L][H] summed over the
+     * active channels in double (the same decision as PyTorch's float64 sum), its bias and logit
+     * threshold, the pause frames' floor, the hangover and the state (frames of speech credit left) */
+    const double *vad_w;
+    double vad_b, vad_thr;
+    REAL pause_floor;
+    int hang, credit;
 } Net;
 
 static inline REAL dot(const REAL *restrict a, const REAL *restrict b, int n) {
@@ -86,7 +93,8 @@ static int gate(Block *b, const REAL *src) {
     return n;
 }
 
-static void block(Block *b, const REAL *x, const REAL *x0, REAL *y) {
+/* returns the number of channels computed; their indices are b->active[0 .. n-1] */
+static int block(Block *b, const REAL *x, const REAL *x0, REAL *y) {
     int C = b->C, H = b->H, P = b->P, n;
     if (b->R > 0) {
         n = gate(b, b->gate_src ? x0 : x);
@@ -122,6 +130,7 @@ static void block(Block *b, const REAL *x, const REAL *x0, REAL *y) {
     }
     b->computed += n;
     b->pos = (b->pos + 1) % b->ring;
+    return n;
 }
 
 void dyncp_frame(Net *net, const REAL *feats, REAL *mask) {
@@ -130,13 +139,24 @@ void dyncp_frame(Net *net, const REAL *feats, REAL *mask) {
     for (int f = 0; f < F; f++) axpy(feats[f], net->WfT + (long)f * C, net->x, C);
     for (int c = 0; c < C; c++) net->x[c] = net->x[c] > 0 ? net->x[c] : 0;
     memcpy(net->x0, net->x, sizeof(REAL) * C);
+    double speech = 0;
     for (int l = 0; l < net->L; l++) {
-        block(net->blocks + l, net->x, net->x0, net->y);
+        Block *b = net->blocks + l;
+        int n = block(b, net->x, net->x0, net->y);
+        if (net->vad_w) {
+            const double *w = net->vad_w + (long)l * b->H;
+            for (int i = 0; i < n; i++) speech += w[b->active[i]];
+        }
         memcpy(net->x, net->y, sizeof(REAL) * C);
     }
     memcpy(mask, net->bb, sizeof(REAL) * F);
     for (int c = 0; c < C; c++) axpy(net->x[c], net->WbT + (long)c * F, mask, F);
-    REAL lo = net->floor, span = 1 - net->floor;
+    REAL lo = net->floor;
+    if (net->vad_w) { /* PauseFloor.stream_floors */
+        net->credit = speech + net->vad_b > net->vad_thr ? net->hang + 1 : (net->credit > 0 ? net->credit - 1 : 0);
+        if (!net->credit) lo = net->pause_floor;
+    }
+    REAL span = 1 - lo;
     for (int f = 0; f < F; f++) mask[f] = lo + span / (1 + EXP(-mask[f]));
 }
 

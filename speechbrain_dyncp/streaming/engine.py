@@ -91,6 +91,8 @@ class StreamingContext(Framed):
     keep_gates: bool = False
     masked_spectra: List[Tensor] = field(default_factory=list)
     """When ``keep_gates``: per group, the masked spectrum [B, bins, F] (the T-F mask read-outs)."""
+    pause_credit: Optional[Tensor] = None
+    """With a pause floor: [B] frames of speech left (``PauseFloor.stream_floors``' state)."""
 
 
 def _affine(bn):
@@ -143,6 +145,7 @@ def make_context(model, batch_size: int = 1, group_frames: int = 1, skip_pruned:
     return StreamingContext(
         blocks=blocks, plans=block_plans(model), ola=OverlapAdd(w, model.hop_length, (batch_size,)),
         group_frames=group_frames, skip_pruned=skip_pruned, keep_gates=keep_gates,
+        pause_credit=None if model.pause_floor is None else torch.zeros(batch_size, **kw),
     )
 
 
@@ -208,14 +211,20 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
         if gate is not None:
             g = step_gate(plan, st, src0 if tcn.gate_input == "features" else x)
             macs += (2 * tcn.channels if plan.window > 1 else 0) + sum(w.numel() for w in plan.gate_w)
-            if ctx.keep_gates:
+            if ctx.keep_gates or ctx.pause_credit is not None:
                 gates.append(g)
         x, n_act = step_block(plan, st, x, g, ctx.skip_pruned)
         macs += n_act * per_ch
     ctx.macs += macs * n
+    floor = None
     if gates:
-        ctx.gates.append(torch.stack(gates, 1).transpose(2, 3))
-    mask = model.mask_from_logits(torch.matmul(model.back.weight, x) + model.back.bias[:, None])  # B, bins, F
+        gates = torch.stack(gates, 1).transpose(2, 3)  # B, L, F, H
+        if ctx.keep_gates:
+            ctx.gates.append(gates)
+        if ctx.pause_credit is not None:  # the pause floor (lobes/pause_floor.py), frame by frame
+            floor, ctx.pause_credit = model.pause_floor.stream_floors(gates, ctx.pause_credit, model.mask_floor)
+            floor = floor.unsqueeze(1)  # B, 1, F
+    mask = model.mask_from_logits(torch.matmul(model.back.weight, x) + model.back.bias[:, None], floor)  # B, bins, F
     masked = spec * mask
     if ctx.keep_gates:
         ctx.masked_spectra.append(masked)

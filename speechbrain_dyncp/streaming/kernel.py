@@ -80,7 +80,9 @@ def _structs(real_t):
     class Net(ctypes.Structure):
         _fields_ = [("F", ctypes.c_int), ("C", ctypes.c_int), ("L", ctypes.c_int)] + [
             (n, P) for n in ("Wf", "bf", "Wb", "bb", "x", "y", "x0")] + [("blocks", ctypes.POINTER(Block))] + [
-            (n, P) for n in ("WfT", "WbT")] + [("floor", real_t)]
+            (n, P) for n in ("WfT", "WbT")] + [("floor", real_t)] + [
+            ("vad_w", ctypes.POINTER(ctypes.c_double)), ("vad_b", ctypes.c_double), ("vad_thr", ctypes.c_double),
+            ("pause_floor", real_t), ("hang", ctypes.c_int), ("credit", ctypes.c_int)]
 
     class Fft(ctypes.Structure):
         _fields_ = [("n", ctypes.c_int), ("hop", ctypes.c_int), ("rev", ctypes.POINTER(ctypes.c_int))] + [
@@ -158,6 +160,13 @@ class KernelNet:
                        bb=ptr(w["bb"]), x=ptr(xs[0]), y=ptr(xs[1]), x0=ptr(xs[2]), blocks=cblocks,
                        WfT=ptr(transposed("WfT", w["Wf"])), WbT=ptr(transposed("WbT", w["Wb"])), floor=w["floor"])
         self._keep.append(xs)
+        if w["pause"] is not None:  # the pause floor (lobes/pause_floor.py); else vad_w stays NULL
+            p = w["pause"]
+            vad_w = np.ascontiguousarray(p["w"], np.float64)
+            self._keep.append(vad_w)
+            self.net.vad_w = vad_w.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+            self.net.vad_b, self.net.vad_thr, self.net.pause_floor = p["b"], p["thr"], p["floor"]
+            self.net.hang, self.net.credit = p["hang"], 0
         self.feats, self.mask = np.zeros(w["n_freq"], dtype), np.zeros(w["n_freq"], dtype)
         self.compression = w["compression"] if w["feature"] == "compressed" else 0.0
         fn = self.lib.dyncp_frame_spec

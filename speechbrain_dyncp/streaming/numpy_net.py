@@ -32,7 +32,8 @@ def stream_weights(model, dtype=np.float32) -> Dict:
     -------
     dict
         ``window``, ``hop``, the front-end (``Wf``, ``bf``), back-end (``Wb``, ``bb``),
-        ``floor`` (the attenuation limit's mask floor), the feature settings, and
+        ``floor`` (the attenuation limit's mask floor), ``pause`` (the pause floor's head, or None),
+        the feature settings, and
         ``blocks``: one dict of weights per gated block.
 
     Example
@@ -61,7 +62,12 @@ def stream_weights(model, dtype=np.float32) -> Dict:
             b.update(G1=arr(p.gate_w[0]), gb1=arr(p.gate_b[0]), G2=arr(p.gate_w[1]), gb2=arr(p.gate_b[1]))
         b["ring"] = (b["dw"].shape[1] - 1) * p.dilation + 1  # frames of depthwise history
         blocks.append(b)
-    return dict(dtype=dtype, cdtype=np.complex64 if dtype == np.float32 else np.complex128, window=arr(model.window), hop=model.hop_length, n_freq=model.n_freq,
+    pause = None
+    if model.pause_floor is not None:  # lobes/pause_floor.py: the VAD head's weights, threshold, floors
+        pf = model.pause_floor
+        pause = dict(w=pf.weight.detach().cpu().double().numpy(), b=float(pf.bias), thr=pf.threshold_logit,
+                     floor=pf.pause_value(model.mask_floor), hang=pf.hangover)
+    return dict(pause=pause, dtype=dtype, cdtype=np.complex64 if dtype == np.float32 else np.complex128, window=arr(model.window), hop=model.hop_length, n_freq=model.n_freq,
                 Wf=arr(model.front.weight), bf=arr(model.front.bias), Wb=arr(model.back.weight),
                 bb=arr(model.back.bias), floor=float(model.mask_floor), channels=tcn.channels,
                 gate_from_features=tcn.gate_input == "features", feature=model.feature,
@@ -110,19 +116,22 @@ class NumpyNet:
         self.weights, self.state = weights, block_states(weights)
         self.computed = 0
         """Hidden channel-frames computed so far (summed over blocks)."""
+        self.pause_credit = 0  # the pause floor's state (PauseFloor.stream_floors)
 
     def __call__(self, feats: np.ndarray) -> np.ndarray:
         """Mask ``[F]`` of one frame's features ``[F]``; advances the state by one frame."""
         w = self.weights
         x = np.maximum(w["Wf"] @ feats + w["bf"], 0)
-        x0 = x
-        for b, st in zip(w["blocks"], self.state):
+        x0, pause, speech = x, w["pause"], 0.0
+        for l, (b, st) in enumerate(zip(w["blocks"], self.state)):
             if b["gated"]:
                 st["gbuf"][st["gpos"]] = x0 if w["gate_from_features"] else x
                 st["gpos"] = (st["gpos"] + 1) % b["K"]
                 h = np.maximum(b["G1"] @ (st["gbuf"].sum(0) / b["K"]) + b["gb1"], 0)
                 idx = np.flatnonzero(b["G2"] @ h + b["gb2"] - b["thr"] > 0)
                 w1, dw = b["w1"][idx], b["dw"][idx]
+                if pause is not None:
+                    speech += pause["w"][l, idx].sum()
             else:
                 idx, w1, dw = slice(None), b["w1"], b["dw"]
             u = w1 @ x + b["b1"][idx]
@@ -139,4 +148,8 @@ class NumpyNet:
             st["pos"] = (pos + 1) % ring
             self.computed += len(u)
         floor = w["floor"]  # the attenuation limit, as DynCPEnhancer.mask_from_logits
+        if pause is not None:  # PauseFloor.stream_floors
+            speech_now = speech + pause["b"] > pause["thr"]
+            self.pause_credit = pause["hang"] + 1 if speech_now else max(self.pause_credit - 1, 0)
+            floor = floor if self.pause_credit else pause["floor"]
         return floor + (1 - floor) / (1 + np.exp(-(w["Wb"] @ x + w["bb"])))

@@ -55,11 +55,13 @@ class StreamingStep(nn.Module):
     def initial_state(self, batch_size: int = 1) -> List[torch.Tensor]:
         """Zero state tensors in graph-input order."""
         ctx = engine.make_context(self.model, batch_size)
-        return [t for st in ctx.blocks for t in (st.dw_hist, st.gate_hist)]
+        pause = [] if ctx.pause_credit is None else [ctx.pause_credit]
+        return [t for st in ctx.blocks for t in (st.dw_hist, st.gate_hist)] + pause
 
     def state_names(self) -> List[str]:
-        """Names of the state inputs (outputs add ``_out``)."""
-        return [n for i in range(len(self.plans)) for n in (f"dw_{i}", f"gp_{i}")]
+        """Names of the state inputs (outputs add ``_out``); ``pause`` with a pause floor."""
+        pause = [] if self.model.pause_floor is None else ["pause"]
+        return [n for i in range(len(self.plans)) for n in (f"dw_{i}", f"gp_{i}")] + pause
 
     def forward(self, feats, *state):
         """``feats [B, F]`` + state -> ``mask [B, F]``, ``gates [B, L, H]``, new state."""
@@ -74,8 +76,12 @@ class StreamingStep(nn.Module):
                 gates.append(g[..., 0])
             x, _ = engine.step_block(plan, st, x, g, skip=False)
             new_state += [st.dw_hist, st.gate_hist]
-        mask = m.mask_from_logits(m.back(x[..., 0]))
         gates_t = torch.stack(gates, 1) if gates else torch.ones(feats.shape[0], tcn.n_gated, tcn.hidden)
+        floor = None
+        if m.pause_floor is not None:  # state: the pause floor's speech credit (zero at stream start)
+            floor, credit = m.pause_floor.stream_floors(gates_t.unsqueeze(2), state[-1], m.mask_floor)
+            new_state.append(credit)
+        mask = m.mask_from_logits(m.back(x[..., 0]), floor)
         return (mask, gates_t, *new_state)
 
 

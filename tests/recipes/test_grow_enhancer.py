@@ -1,6 +1,5 @@
 """recipes/DynCP/grow_enhancer.py: a deepened model computes exactly what the trained one does."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -13,13 +12,6 @@ from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
 SOURCE = "speechbrain_dyncp/pretrained/dyncp_synthetic_small"
 
 
-def _recipe(repo_root):
-    spec = importlib.util.spec_from_file_location("grow", repo_root / "recipes/DynCP/grow_enhancer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _load(folder):
     _, kwargs = read_module_definition(folder / "hyperparams.yaml")
     model = DynCPEnhancer(**kwargs)
@@ -27,9 +19,9 @@ def _load(folder):
     return model.eval()
 
 
-def test_grown_model_is_the_same_function_with_trainable_new_blocks(repo_root, tmp_path):
+def test_grown_model_is_the_same_function_with_trainable_new_blocks(repo_root, tmp_path, recipe_module):
     source = _load(repo_root / SOURCE)
-    out = _recipe(repo_root).grow_enhancer(repo_root / SOURCE, tmp_path / "grown", add_stacks=2)
+    out = recipe_module("recipes/DynCP/grow_enhancer.py").grow_enhancer(repo_root / SOURCE, tmp_path / "grown", add_stacks=2)
     grown = _load(out)
     old = len(source.tcn.blocks)
     per_stack = read_module_definition(repo_root / SOURCE / "hyperparams.yaml")[1].get("n_blocks", 3)
