@@ -52,3 +52,15 @@ def test_refusals_name_the_problem(repo_root, tmp_path):
     missing = subprocess.run([sys.executable, str(repo_root / "recipes/DynCP/grow_enhancer.py"), "--model",
                               str(tmp_path / "nope"), "--out", str(tmp_path / "h")], capture_output=True, text=True)
     assert missing.returncode != 0 and str(tmp_path / "nope") in missing.stderr
+
+
+def test_a_pause_floor_is_dropped_not_carried_onto_new_blocks(repo_root, tmp_path, recipe_module):
+    """The pause floor's VAD head reads every block's gates; the grown folder has none, and computes what
+    the source computes without it."""
+    real = repo_root / "speechbrain_dyncp/pretrained/dyncp_real_small"  # has probes and a 20 dB limit
+    paused = recipe_module("recipes/DynCP/set_pause_floor.py").set_pause_floor(real, tmp_path / "p")
+    grown = _load(recipe_module("recipes/DynCP/grow_enhancer.py").grow_enhancer(paused, tmp_path / "g"))
+    assert grown.pause_floor is None
+    x = 0.1 * torch.randn(1, 8000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(grown(x).wav, _load(real)(x).wav)
