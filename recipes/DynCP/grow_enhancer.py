@@ -40,14 +40,13 @@ def grow_enhancer(model_dir, out, add_stacks: int = 1, seed: int = 0) -> Path:
         raise ValueError(f"add_stacks must be >= 1, got {add_stacks}")
     _, kwargs = read_module_definition(model_dir / "hyperparams.yaml", "enhancer")
     state = load_weights(model_dir / "enhancer.ckpt")  # a damaged file: one line naming it
-    DynCPEnhancer(**kwargs).load_state_dict(state)  # the folder's weights fit its own definition
+    trained = DynCPEnhancer(**kwargs)
+    trained.load_state_dict(state)  # the folder's weights fit its own definition
+    old_blocks = len(trained.tcn.blocks)
     # a pause floor's VAD head reads every block's gates: it cannot survive new blocks (refit the probes,
     # then recipes/DynCP/set_pause_floor.py), so the grown model has none
     kwargs = {k: v for k, v in kwargs.items() if not k.startswith("pause_")}
     state = {k: v for k, v in state.items() if not k.startswith("pause_floor.")}
-    trained = DynCPEnhancer(**kwargs)
-    trained.load_state_dict(state)
-    old_blocks = len(trained.tcn.blocks)
     per_stack = kwargs.get("n_blocks", 3)  # DynCPEnhancer's default when the folder leaves it out
     grown_kwargs = dict(kwargs, n_stacks=old_blocks // per_stack + add_stacks)
     torch.manual_seed(seed)  # the new blocks' and gates' initialisation

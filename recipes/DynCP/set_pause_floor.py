@@ -41,9 +41,9 @@ def set_pause_floor(model_dir, out, limit_db: float = 40.0, threshold: float = 0
     model_dir, out = Path(model_dir), Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose a new folder")
-    yaml_text = (model_dir / "hyperparams.yaml").read_text() if (model_dir / "hyperparams.yaml").is_file() else None
-    if yaml_text is None:
+    if not (model_dir / "hyperparams.yaml").is_file():
         raise FileNotFoundError(f"{model_dir}: no hyperparams.yaml (not a DynCP model folder)")
+    yaml_text = (model_dir / "hyperparams.yaml").read_text()
     _, kwargs = read_module_definition(model_dir / "hyperparams.yaml", "enhancer")
     probes_state = load_weights(model_dir / "probes.ckpt")  # missing: "checkpoint not found: <path>"
     probes = MaskProbes()
