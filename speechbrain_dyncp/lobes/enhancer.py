@@ -45,6 +45,7 @@ class EnhancerOutput(NamedTuple):
     mask: Tensor  # B, N, F in [0, 1] (zero on padded frames)
     gates: Tensor  # B, L, N, H in {0, 1}; all ones when gated=False
     frame_mask: Tensor  # B, N bool, True on valid frames
+    floors: Optional[Tensor] = None  # B, N, 1 per-frame mask floors with a pause floor, else None
 
 
 class DynCPEnhancer(nn.Module):
@@ -95,6 +96,9 @@ class DynCPEnhancer(nn.Module):
         ``attenuation_limit_db`` below it. None (default) = one limit for all frames.
     pause_vad_threshold, pause_hangover_frames
         The pause floor's speech threshold (VAD probability) and hangover (frames).
+    pause_low_snr_db, pause_low_snr_window, pause_low_snr_min_frames
+        With ``pause_low_snr_db``, speech frames also get the pause floor's limit when the
+        running kept/removed energy ratio of the mask is below it (``PauseFloor``'s ``low_snr_*``).
 
     Example
     -------
@@ -133,6 +137,9 @@ class DynCPEnhancer(nn.Module):
         pause_attenuation_limit_db: Optional[float] = None,
         pause_vad_threshold: float = 0.3,
         pause_hangover_frames: int = 8,
+        pause_low_snr_db: Optional[float] = None,
+        pause_low_snr_window: int = 100,
+        pause_low_snr_min_frames: int = 50,
     ):
         super().__init__()
         if feature not in FEATURES:
@@ -153,15 +160,9 @@ class DynCPEnhancer(nn.Module):
         self.back = nn.Linear(channels, self.n_freq)
         attenuation_floor(attenuation_limit_db)  # a bad value fails here, not at the first forward
         self.attenuation_limit_db = attenuation_limit_db
-        self.pause_floor = None
-        if pause_attenuation_limit_db:
-            if not gated:
-                raise ValueError("pause_attenuation_limit_db needs a gated model (the gates detect the pauses)")
-            if not attenuation_limit_db or pause_attenuation_limit_db <= attenuation_limit_db:
-                raise ValueError(f"pause_attenuation_limit_db ({pause_attenuation_limit_db}) must be deeper than "
-                                 f"attenuation_limit_db ({attenuation_limit_db})")
-            self.pause_floor = PauseFloor(n_stacks * n_blocks, hidden, pause_attenuation_limit_db,
-                                          pause_vad_threshold, pause_hangover_frames)
+        self.pause_floor = PauseFloor.for_enhancer(
+            gated, n_stacks * n_blocks, hidden, attenuation_limit_db, pause_attenuation_limit_db, pause_vad_threshold,
+            pause_hangover_frames, pause_low_snr_db, pause_low_snr_window, pause_low_snr_min_frames)
 
     @property
     def mask_floor(self) -> float:
@@ -179,9 +180,21 @@ class DynCPEnhancer(nn.Module):
                 return mask
         return floor + (1.0 - floor) * mask
 
-    def frame_floors(self, gates: Tensor) -> Optional[Tensor]:
-        """Per-frame mask floor ``[B, N, 1]`` from gates ``[B, L, N, H]``, or None without a pause floor."""
-        return None if self.pause_floor is None else self.pause_floor.frame_floors(gates, self.mask_floor)
+    def feature_power(self, feats: Tensor) -> Tensor:
+        """Input power ``|X|^2`` from the features (``(|X| + 1e-9) ** c`` undone for compressed ones):
+        what the low-SNR floor weighs the mask with, computable in every path from the features alone."""
+        return feats.pow(2.0 / self.compression) if self.feature == "compressed" else feats.pow(2)
+
+    def frame_floors(self, gates: Tensor, logits: Optional[Tensor] = None,
+                     feats: Optional[Tensor] = None) -> Optional[Tensor]:
+        """Per-frame mask floor ``[B, N, 1]`` from gates ``[B, L, N, H]`` (and, for a low-SNR floor, the
+        back-end's logits and the features ``[B, N, F]``), or None without a pause floor."""
+        if self.pause_floor is None:
+            return None
+        energies = None
+        if self.pause_floor.low_snr_db is not None:
+            energies = self.pause_floor.frame_energies(torch.sigmoid(logits), self.feature_power(feats))
+        return self.pause_floor.frame_floors(gates, self.mask_floor, energies)
 
     def spectrum(self, wav: Tensor) -> Tensor:
         """The analysis STFT ``[B, F, N]`` of ``wav`` ``[B, T]`` (centred frames, zero padding)."""
@@ -197,9 +210,16 @@ class DynCPEnhancer(nn.Module):
 
     def masker(self, feats: Tensor, frame_mask: Optional[Tensor] = None):
         """Features ``[B, N, F]`` -> (mask ``[B, N, F]``, gates ``[B, L, N, H]``)."""
+        mask, gates, _ = self.masker_floors(feats, frame_mask)
+        return mask, gates
+
+    def masker_floors(self, feats: Tensor, frame_mask: Optional[Tensor] = None):
+        """:meth:`masker` plus the per-frame floors it used (``[B, N, 1]``, or None: the constant one)."""
         h = torch.relu(self.front(feats))  # B, N, C
         out = self.tcn(h, frame_mask)
-        return self.mask_from_logits(self.back(out.out), self.frame_floors(out.gates)), out.gates
+        logits = self.back(out.out)
+        floors = self.frame_floors(out.gates, logits, feats)
+        return self.mask_from_logits(logits, floors), out.gates, floors
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor] = None) -> EnhancerOutput:
         """Enhance ``wav`` ``[B, T]``; ``lengths`` relative ``[B]`` (any device).
@@ -231,13 +251,13 @@ class DynCPEnhancer(nn.Module):
         spec = self.spectrum(wav)  # B, F, N
         n = spec.shape[-1]
         frame_mask = torch.arange(n, device=wav.device)[None] < (1 + n_valid // self.hop_length)[:, None]
-        mask, gates = self.masker(self.features(spec), frame_mask)
+        mask, gates, floors = self.masker_floors(self.features(spec), frame_mask)
         mask = mask * frame_mask.unsqueeze(-1).to(mask.dtype)
         est = masked_istft(spec * mask.transpose(1, 2), frame_mask, self.window, self.hop_length, t)
         if not bool(torch.isfinite(est).all()):
             raise ValueError(f"DynCPEnhancer overflowed float32 (input peak |x| = "
                              f"{float(wav.abs().max()):.3g}); normalise the waveform.")
-        return EnhancerOutput(est * sample_mask.to(est.dtype), mask, gates, frame_mask)
+        return EnhancerOutput(est * sample_mask.to(est.dtype), mask, gates, frame_mask, floors)
 
     def make_streaming_context(self, batch_size: int = 1, group_frames: int = 1, skip_pruned: bool = True,
                                keep_gates: bool = False) -> StreamingContext:

@@ -66,7 +66,7 @@ def enhancer_mask_ratio_db(enhancer, noisy: Tensor, out, spec: Optional[Tensor] 
     """:func:`mask_energy_ratio_db` of a ``DynCPEnhancer`` forward ``out`` on ``noisy`` ``[B, T]`` (same STFT;
     ``spec``: ``enhancer.spectrum(noisy)`` where the caller already has it)."""
     spec = enhancer.spectrum(noisy) if spec is None else spec
-    floors = enhancer.frame_floors(out.gates)
+    floors = out.floors
     return mask_energy_ratio_db(spec, out.mask, out.frame_mask, enhancer.mask_floor if floors is None else floors)
 
 

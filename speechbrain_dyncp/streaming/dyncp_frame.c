@@ -58,6 +58,15 @@ typedef struct {
     double vad_b, vad_thr;
     REAL pause_floor;
     int hang, credit;
+    /* its low-SNR part (low_win 0: none; PauseFloor.stream_floors): the last low_win frames' speech-only
+     * kept / removed energies and speech flags (ring [3][low_win], double), the write position, the
+     * speech frames needed, the ratio threshold as a power factor, and the frame's input power
+     * (F values, (|X| + 1e-9)^2 for compressed features as DynCPEnhancer.feature_power, filled by
+     * dyncp_frame_spec) */
+    double *low_ring;
+    int low_win, low_pos, low_min;
+    double low_factor;
+    REAL *power;
 } Net;
 
 static inline REAL dot(const REAL *restrict a, const REAL *restrict b, int n) {
@@ -151,13 +160,31 @@ void dyncp_frame(Net *net, const REAL *feats, REAL *mask) {
     }
     memcpy(mask, net->bb, sizeof(REAL) * F);
     for (int c = 0; c < C; c++) axpy(net->x[c], net->WbT + (long)c * F, mask, F);
+    for (int f = 0; f < F; f++) mask[f] = 1 / (1 + EXP(-mask[f])); /* the sigmoid, floored below */
     REAL lo = net->floor;
     if (net->vad_w) { /* PauseFloor.stream_floors */
         net->credit = speech + net->vad_b > net->vad_thr ? net->hang + 1 : (net->credit > 0 ? net->credit - 1 : 0);
-        if (!net->credit) lo = net->pause_floor;
+        int keep = net->credit > 0;
+        if (net->low_win) { /* PauseFloor.frame_energies of this frame into the window, then the decision */
+            double kept = 0, removed = 0, sums[3] = {0, 0, 0};
+            if (keep)
+                for (int f = 0; f < F; f++) {
+                    double m = mask[f], p = net->power[f];
+                    kept += m * m * p;
+                    removed += (1 - m) * (1 - m) * p;
+                }
+            double *r = net->low_ring;
+            int w = net->low_win, pos = net->low_pos;
+            r[pos] = kept, r[w + pos] = removed, r[2 * w + pos] = keep;
+            net->low_pos = (pos + 1) % w;
+            for (int k = 0; k < 3; k++)
+                for (int i = 0; i < w; i++) sums[k] += r[k * w + i];
+            if (sums[2] >= net->low_min && sums[0] < sums[1] * net->low_factor) keep = 0;
+        }
+        if (!keep) lo = net->pause_floor;
     }
     REAL span = 1 - lo;
-    for (int f = 0; f < F; f++) mask[f] = lo + span / (1 + EXP(-mask[f]));
+    for (int f = 0; f < F; f++) mask[f] = lo + span * mask[f];
 }
 
 /* Whole frame from its spectrum: spec is [F][2] (re, im), masked in place; feats is F scratch
@@ -167,6 +194,7 @@ void dyncp_frame_spec(Net *net, REAL *spec, REAL *feats, REAL *mask, REAL compre
     for (int f = 0; f < F; f++) {
         REAL m = SQRT(spec[2 * f] * spec[2 * f] + spec[2 * f + 1] * spec[2 * f + 1]);
         feats[f] = compression > 0 ? POW(m + (REAL)1e-9, compression) : m;
+        if (net->low_win) net->power[f] = compression > 0 ? (m + (REAL)1e-9) * (m + (REAL)1e-9) : m * m;
     }
     dyncp_frame(net, feats, mask);
     for (int f = 0; f < F; f++) {

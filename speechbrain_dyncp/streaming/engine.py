@@ -93,6 +93,8 @@ class StreamingContext(Framed):
     """When ``keep_gates``: per group, the masked spectrum [B, bins, F] (the T-F mask read-outs)."""
     pause_credit: Optional[Tensor] = None
     """With a pause floor: [B] frames of speech left (``PauseFloor.stream_floors``' state)."""
+    pause_window: Optional[Tensor] = None
+    """With a low-SNR floor: [B, 3, window] the last frames' energies (``PauseFloor.initial_window``)."""
 
 
 def _affine(bn):
@@ -146,6 +148,7 @@ def make_context(model, batch_size: int = 1, group_frames: int = 1, skip_pruned:
         blocks=blocks, plans=block_plans(model), ola=OverlapAdd(w, model.hop_length, (batch_size,)),
         group_frames=group_frames, skip_pruned=skip_pruned, keep_gates=keep_gates,
         pause_credit=None if model.pause_floor is None else torch.zeros(batch_size, **kw),
+        pause_window=None if model.pause_floor is None else model.pause_floor.initial_window(batch_size, w.device),
     )
 
 
@@ -217,14 +220,20 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
         macs += n_act * per_ch
     ctx.macs += macs * n
     floor = None
+    logits = torch.matmul(model.back.weight, x) + model.back.bias[:, None]  # B, bins, F
     if gates:
         gates = torch.stack(gates, 1).transpose(2, 3)  # B, L, F, H
         if ctx.keep_gates:
             ctx.gates.append(gates)
         if ctx.pause_credit is not None:  # the pause floor (lobes/pause_floor.py), frame by frame
-            floor, ctx.pause_credit = model.pause_floor.stream_floors(gates, ctx.pause_credit, model.mask_floor)
+            energies = None
+            if ctx.pause_window is not None:  # its low-SNR part: the frames' kept / removed energies
+                energies = model.pause_floor.frame_energies(torch.sigmoid(logits).transpose(1, 2),
+                                                            model.feature_power(feats).transpose(1, 2))
+            floor, ctx.pause_credit, ctx.pause_window = model.pause_floor.stream_floors(
+                gates, ctx.pause_credit, model.mask_floor, energies, ctx.pause_window)
             floor = floor.unsqueeze(1)  # B, 1, F
-    mask = model.mask_from_logits(torch.matmul(model.back.weight, x) + model.back.bias[:, None], floor)  # B, bins, F
+    mask = model.mask_from_logits(logits, floor)  # B, bins, F
     masked = spec * mask
     if ctx.keep_gates:
         ctx.masked_spectra.append(masked)

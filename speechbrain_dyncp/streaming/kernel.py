@@ -82,7 +82,9 @@ def _structs(real_t):
             (n, P) for n in ("Wf", "bf", "Wb", "bb", "x", "y", "x0")] + [("blocks", ctypes.POINTER(Block))] + [
             (n, P) for n in ("WfT", "WbT")] + [("floor", real_t)] + [
             ("vad_w", ctypes.POINTER(ctypes.c_double)), ("vad_b", ctypes.c_double), ("vad_thr", ctypes.c_double),
-            ("pause_floor", real_t), ("hang", ctypes.c_int), ("credit", ctypes.c_int)]
+            ("pause_floor", real_t), ("hang", ctypes.c_int), ("credit", ctypes.c_int),
+            ("low_ring", ctypes.POINTER(ctypes.c_double))] + [(n, ctypes.c_int) for n in ("low_win", "low_pos", "low_min")] + [
+            ("low_factor", ctypes.c_double), ("power", P)]
 
     class Fft(ctypes.Structure):
         _fields_ = [("n", ctypes.c_int), ("hop", ctypes.c_int), ("rev", ctypes.POINTER(ctypes.c_int))] + [
@@ -167,6 +169,12 @@ class KernelNet:
             self.net.vad_w = vad_w.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
             self.net.vad_b, self.net.vad_thr, self.net.pause_floor = p["b"], p["thr"], p["floor"]
             self.net.hang, self.net.credit = p["hang"], 0
+            if p["low"] is not None:  # its low-SNR part: a zero window (a stream starts in a pause)
+                ring, power = np.zeros(3 * p["low"]["win"], np.float64), np.zeros(w["n_freq"], dtype)
+                self._keep += [ring, power]
+                self.net.low_ring = ring.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+                self.net.low_win, self.net.low_pos, self.net.low_min = p["low"]["win"], 0, p["low"]["min"]
+                self.net.low_factor, self.net.power = p["low"]["factor"], ptr(power)
         self.feats, self.mask = np.zeros(w["n_freq"], dtype), np.zeros(w["n_freq"], dtype)
         self.compression = w["compression"] if w["feature"] == "compressed" else 0.0
         fn = self.lib.dyncp_frame_spec

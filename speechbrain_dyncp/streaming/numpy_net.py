@@ -66,7 +66,10 @@ def stream_weights(model, dtype=np.float32) -> Dict:
     if model.pause_floor is not None:  # lobes/pause_floor.py: the VAD head's weights, threshold, floors
         pf = model.pause_floor
         pause = dict(w=pf.weight.detach().cpu().double().numpy(), b=float(pf.bias), thr=pf.threshold_logit,
-                     floor=pf.pause_value(model.mask_floor), hang=pf.hangover)
+                     floor=pf.pause_value(model.mask_floor), hang=pf.hangover, low=None)
+        if pf.low_snr_db is not None:  # the low-SNR part: window, frames needed, ratio as a power factor
+            pause["low"] = dict(win=pf.low_snr_window, min=pf.low_snr_min_frames, factor=10.0 ** (pf.low_snr_db / 10.0),
+                                power_exp=2.0 / model.compression if model.feature == "compressed" else 2.0)
     return dict(pause=pause, dtype=dtype, cdtype=np.complex64 if dtype == np.float32 else np.complex128, window=arr(model.window), hop=model.hop_length, n_freq=model.n_freq,
                 Wf=arr(model.front.weight), bf=arr(model.front.bias), Wb=arr(model.back.weight),
                 bb=arr(model.back.bias), floor=float(model.mask_floor), channels=tcn.channels,
@@ -117,6 +120,8 @@ class NumpyNet:
         self.computed = 0
         """Hidden channel-frames computed so far (summed over blocks)."""
         self.pause_credit = 0  # the pause floor's state (PauseFloor.stream_floors)
+        low = weights["pause"] and weights["pause"]["low"]
+        self.pause_window = np.zeros((3, low["win"])) if low else None  # kept, removed, speech (float64)
 
     def __call__(self, feats: np.ndarray) -> np.ndarray:
         """Mask ``[F]`` of one frame's features ``[F]``; advances the state by one frame."""
@@ -148,8 +153,18 @@ class NumpyNet:
             st["pos"] = (pos + 1) % ring
             self.computed += len(u)
         floor = w["floor"]  # the attenuation limit, as DynCPEnhancer.mask_from_logits
+        logits = w["Wb"] @ x + w["bb"]
         if pause is not None:  # PauseFloor.stream_floors
             speech_now = speech + pause["b"] > pause["thr"]
             self.pause_credit = pause["hang"] + 1 if speech_now else max(self.pause_credit - 1, 0)
-            floor = floor if self.pause_credit else pause["floor"]
-        return floor + (1 - floor) / (1 + np.exp(-(w["Wb"] @ x + w["bb"])))
+            keep, low = self.pause_credit > 0, pause["low"]
+            if low:  # PauseFloor.frame_energies of this frame, into the window of the last ones
+                m = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+                p = feats.astype(np.float64) ** low["power_exp"]
+                win = self.pause_window
+                win[:, :-1] = win[:, 1:]
+                win[:, -1] = (m * m * p).sum() * keep, ((1.0 - m) ** 2 * p).sum() * keep, float(keep)
+                k, r, n = win.sum(1)
+                keep = keep and not (n >= low["min"] and k < r * low["factor"])
+            floor = floor if keep else pause["floor"]
+        return floor + (1 - floor) / (1 + np.exp(-logits))

@@ -55,12 +55,14 @@ class StreamingStep(nn.Module):
     def initial_state(self, batch_size: int = 1) -> List[torch.Tensor]:
         """Zero state tensors in graph-input order."""
         ctx = engine.make_context(self.model, batch_size)
-        pause = [] if ctx.pause_credit is None else [ctx.pause_credit]
+        pause = [t for t in (ctx.pause_credit, ctx.pause_window) if t is not None]
         return [t for st in ctx.blocks for t in (st.dw_hist, st.gate_hist)] + pause
 
     def state_names(self) -> List[str]:
-        """Names of the state inputs (outputs add ``_out``); ``pause`` with a pause floor."""
-        pause = [] if self.model.pause_floor is None else ["pause"]
+        """Names of the state inputs (outputs add ``_out``); ``pause`` with a pause floor, ``pause_window``
+        (float64) with its low-SNR part."""
+        pf = self.model.pause_floor
+        pause = [] if pf is None else ["pause"] + ([] if pf.low_snr_db is None else ["pause_window"])
         return [n for i in range(len(self.plans)) for n in (f"dw_{i}", f"gp_{i}")] + pause
 
     def forward(self, feats, *state):
@@ -77,11 +79,16 @@ class StreamingStep(nn.Module):
             x, _ = engine.step_block(plan, st, x, g, skip=False)
             new_state += [st.dw_hist, st.gate_hist]
         gates_t = torch.stack(gates, 1) if gates else torch.ones(feats.shape[0], tcn.n_gated, tcn.hidden)
-        floor = None
-        if m.pause_floor is not None:  # state: the pause floor's speech credit (zero at stream start)
-            floor, credit = m.pause_floor.stream_floors(gates_t.unsqueeze(2), state[-1], m.mask_floor)
-            new_state.append(credit)
-        mask = m.mask_from_logits(m.back(x[..., 0]), floor)
+        floor, logits, pf = None, m.back(x[..., 0]), m.pause_floor
+        if pf is not None:  # state: the pause floor's speech credit (zero at stream start) [and window]
+            energies, window = None, None
+            if pf.low_snr_db is not None:
+                energies = pf.frame_energies(torch.sigmoid(logits)[:, None], m.feature_power(feats)[:, None])
+                window = state[2 * len(self.plans) + 1]
+            floor, credit, window = pf.stream_floors(gates_t.unsqueeze(2), state[2 * len(self.plans)], m.mask_floor,
+                                                     energies, window)
+            new_state += [credit] + ([] if window is None else [window])
+        mask = m.mask_from_logits(logits, floor)
         return (mask, gates_t, *new_state)
 
 
@@ -133,7 +140,8 @@ class OnnxStreamingEnhancer(FrameStream):
     def reset(self) -> None:
         """Start a new stream: zero state, empty buffers."""
         self.ola = OverlapAdd(self.window, self.hop)
-        self.state = {i.name: np.zeros(i.shape, np.float32) for i in self.state_inputs}
+        self.state = {i.name: np.zeros(i.shape, np.float64 if i.type == "tensor(double)" else np.float32)
+                      for i in self.state_inputs}
 
     def _frame(self, frame: np.ndarray) -> None:
         spec = np.fft.rfft(frame * self.window)

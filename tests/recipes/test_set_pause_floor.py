@@ -45,3 +45,25 @@ def test_refusals_name_the_problem(repo_root, tmp_path):
     missing = run("--model", str(no_probes), "--out", str(tmp_path / "b"))
     assert missing.returncode != 0 and str(no_probes / "probes.ckpt") in missing.stderr
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_low_snr_option_deepens_speech_frames_after_enough_speech(repo_root, tmp_path, recipe_module):
+    """``--low_snr_db``: written to the folder and loaded back; at 60 dB every running ratio is "low", so
+    speech frames get the deeper floor, but only once 5 speech frames are in the 20-frame window."""
+    set_floor = recipe_module("recipes/DynCP/set_pause_floor.py").set_pause_floor
+    source = repo_root / SOURCE
+    plain = load_enhancer(str(set_floor(source, tmp_path / "p40", 40.0, 0.3, 8))).mods.enhancer
+    low = load_enhancer(str(set_floor(source, tmp_path / "low", 40.0, 0.3, 8, 60.0, 20, 5))).mods.enhancer
+    assert "pause_low_snr_db: 60.0" in (tmp_path / "low" / "hyperparams.yaml").read_text()
+    assert (low.pause_floor.low_snr_window, low.pause_floor.low_snr_min_frames) == (20, 5)
+    burst = torch.zeros(1, 32000)
+    burst[0, 4000:28000] = torch.sin(torch.arange(24000) * 0.06) * torch.sin(torch.arange(24000) * 0.0015).abs()
+    x = 0.3 * burst + 0.01 * torch.randn(1, 32000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = plain(x), low(x)
+    speech = plain.pause_floor.speech_frames(a.gates)[0]
+    deeper = (b.floors < a.floors)[0, :, 0]
+    assert deeper.any() and not (deeper & ~speech).any()
+    first = int(speech.nonzero()[0])
+    assert speech[first:first + 5].all() and not deeper[first:first + 4].any() and deeper[first + 4]
+    assert torch.equal(b.mask[0, ~deeper], a.mask[0, ~deeper]) and (b.mask[0, deeper] < a.mask[0, deeper]).any()
