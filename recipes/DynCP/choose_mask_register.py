@@ -37,6 +37,7 @@ def frame_tracks(model, rows):
     from speechbrain_dyncp.data.audio import read_audio
     from speechbrain_dyncp.data.labels import load_frame_labels
     from speechbrain_dyncp.probes.heads import register_label
+    from speechbrain_dyncp.probes.mask_register import constant_floor_mask
 
     items = []
     for row in rows:
@@ -48,7 +49,8 @@ def frame_tracks(model, rows):
         f0_ref = np.asarray(load_frame_labels(row["labels"])["f0"][:n], float)
         ref = register_label(f0_ref)
         items.append({"snr": row["snr"], "ref": None if np.isnan(ref) else ref, "f0_ref": f0_ref,
-                      "spec": model.enhancer.spectrum(wav)[..., :n], "mask": out.mask[:, :n],
+                      "spec": model.enhancer.spectrum(wav)[..., :n],
+                      "mask": constant_floor_mask(model.enhancer, out)[:, :n],
                       "speech": (res.vad_prob[:, :n] > 0.5), "gate_probe": res.gate_register_hz(0)})
     return items
 

@@ -117,6 +117,21 @@ def register_from_track(f0: Tensor, periodicity: Tensor, speech: Tensor,
     return [float(f[v].median()) if int(v.sum()) >= settings.min_frames else None for f, v in zip(f0, voiced)]
 
 
+def constant_floor_mask(enhancer, out) -> Tensor:
+    """``out.mask`` with the per-frame pause / low-SNR floors (``out.floors``) replaced by the model's own one.
+
+    The register reads the masked spectrum, and its settings were chosen on masks with one floor; a deeper
+    floor where speech is buried would change the read-out without changing the voice (on the real
+    validation mixtures 80 % within 10 % with this mask, 76 % with the deeper floors). The SNR read-out
+    undoes the floors for the same reason (:mod:`~speechbrain_dyncp.probes.mask_snr`).
+    """
+    if out.floors is None:
+        return out.mask
+    raw = ((out.mask - out.floors) / (1.0 - out.floors)).clamp(0.0, 1.0)
+    floor = enhancer.mask_floor
+    return (floor + (1.0 - floor) * raw) * out.frame_mask[..., None].to(raw.dtype)
+
+
 def enhancer_mask_register_hz(enhancer, noisy: Tensor, out, speech: Optional[Tensor] = None,
                               settings: MaskRegisterSettings = MaskRegisterSettings(),
                               spec: Optional[Tensor] = None) -> List[Optional[float]]:
@@ -127,7 +142,7 @@ def enhancer_mask_register_hz(enhancer, noisy: Tensor, out, speech: Optional[Ten
     ``enhancer.spectrum(noisy)`` where the caller already has it.
     """
     spec = enhancer.spectrum(noisy) if spec is None else spec
-    f0, periodicity = masked_autocorrelation_f0(spec, out.mask, enhancer.window,
+    f0, periodicity = masked_autocorrelation_f0(spec, constant_floor_mask(enhancer, out), enhancer.window,
                                                 int(enhancer.sample_rate), settings)
     valid = out.frame_mask[:, : f0.shape[1]].bool()
     if speech is not None:

@@ -90,7 +90,7 @@ class StreamingContext(Framed):
     """When ``keep_gates``: per group, [B, L, F, H] gates (for checks / probes)."""
     keep_gates: bool = False
     masked_spectra: List[Tensor] = field(default_factory=list)
-    """When ``keep_gates``: per group, the masked spectrum [B, bins, F] (the T-F mask read-outs)."""
+    """When ``keep_gates``: per group, the spectrum masked with the model's constant floor [B, bins, F] (the register)."""
     pause_credit: Optional[Tensor] = None
     """With a pause floor: [B] frames of speech left (``PauseFloor.stream_floors``' state)."""
     pause_window: Optional[Tensor] = None
@@ -235,8 +235,8 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
             floor = floor.unsqueeze(1)  # B, 1, F
     mask = model.mask_from_logits(logits, floor)  # B, bins, F
     masked = spec * mask
-    if ctx.keep_gates:
-        ctx.masked_spectra.append(masked)
+    if ctx.keep_gates:  # for the register read-out: the model's own floor (probes.mask_register.constant_floor_mask)
+        ctx.masked_spectra.append(masked if floor is None else spec * model.mask_from_logits(logits))
     return torch.fft.irfft(masked, n=model.n_fft, dim=1) * model.window[:, None]
 
 

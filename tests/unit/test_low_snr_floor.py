@@ -170,3 +170,24 @@ def test_bad_settings_are_refused():
         out = model.tcn(torch.relu(model.front(torch.rand(1, 5, 257, dtype=torch.double))))
         with pytest.raises(ValueError, match="energies"):
             model.pause_floor.frame_floors(out.gates, 0.1)
+
+
+def test_the_register_reads_the_mask_with_the_models_own_floor():
+    """probes/mask_register.py: the pause / low-SNR floors are undone before the register reads the masked
+    spectrum, offline and in the streaming engine's record of it; the register is that of the model without them."""
+    from speechbrain_dyncp.probes.mask_register import constant_floor_mask, enhancer_mask_register_hz
+
+    model, _, plain = _models()
+    t = torch.arange(16000, dtype=torch.double) / 16000
+    x = _signal(6) + 0.5 * sum(torch.sin(2 * torch.pi * 150 * k * t) / k for k in range(1, 8))[None]
+    with torch.no_grad():
+        out, ref = model(x), plain(x)
+    assert (out.floors < 0.1).any()  # the floors act on this input
+    assert torch.allclose(constant_floor_mask(model, out), ref.mask, atol=1e-12)
+    assert enhancer_mask_register_hz(model, x, out) == enhancer_mask_register_hz(plain, x, ref)
+    ctx = model.make_streaming_context(keep_gates=True)
+    model.forward_streaming(x, ctx)
+    model.finish_streaming(ctx)
+    streamed = torch.cat(ctx.masked_spectra, 2)[0]  # bins, frames
+    offline = (plain.spectrum(x) * ref.mask.transpose(1, 2))[0, :, : streamed.shape[1]]
+    assert torch.allclose(streamed, offline, atol=1e-10)
