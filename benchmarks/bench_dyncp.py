@@ -369,7 +369,8 @@ def main(argv=None) -> int:
         args.checkpoint = str(Path(args.model) / "enhancer.ckpt")
     kw = {} if args.gate_hidden is None else {"gate_hidden": args.gate_hidden}
     gated = build(**kw).eval()
-    dense = build(gated=False, pause_attenuation_limit_db=None).eval()  # the twin: same net, no gates, one floor
+    # the twin: same net, no gates, one floor (no pause floor nor its low-SNR part: they read the gates)
+    dense = build(gated=False, pause_attenuation_limit_db=None, pause_low_snr_db=None).eval()
     hop = gated.hop_length
     if args.wav:
         from speechbrain_dyncp.data.audio import read_audio
