@@ -11,6 +11,8 @@ Usage::
 VoxCeleb folder (``wav/<spk>/<session>/<utt>.wav``) works the same way, see
 the YAML header. Manifests come from ``speechbrain_dyncp.data.voxceleb.prepare_voxceleb``;
 the validation metric is speaker-ID classification error on held-out chunks.
+``--front_end=<DynCP model folder>`` passes every input (training and validation) through that
+enhancer, frozen, before the features: a speaker model matched to an enhancement front-end.
 At the end the best checkpoint is exported to ``<output_folder>/model`` (a
 SpeechBrain model folder: ``EncoderClassifier.from_hparams(source=...)`` or
 ``speechbrain_dyncp.verification.embedding.load_speaker_embedder``).
@@ -70,13 +72,19 @@ class SpeakerBrain(SpeakerIDBrain):  # DynCPBrain: CPU/gloo DDP with BatchNorm, 
     With ``--teacher_embeddings`` the loss adds ``distill_weight`` times the cosine
     distance to a pretrained teacher's embedding of the clean utterance
     (:mod:`speechbrain_dyncp.verification.distillation`), in training only.
+    ``front_end`` (set from ``--front_end``): a frozen ``DynCPEnhancer`` every input goes through.
     """
+
+    front_end = None
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         wavs, lens = batch.sig
         if stage == sb.Stage.TRAIN and hasattr(self.hparams, "wav_augment"):
             wavs, lens = self.hparams.wav_augment(wavs, lens)
+        if self.front_end is not None:  # after the augmentation: the speaker model learns the enhancer's output
+            with torch.no_grad():
+                wavs = self.front_end(wavs, lens).wav
         feats = self.modules.compute_features(wavs)
         feats = self.modules.mean_var_norm(feats, lens)
         emb = self.modules.embedding_model(feats, lens)
@@ -172,6 +180,12 @@ def main(argv):
     hparams["checkpointer"].add_recoverable("classifier", classifier)
     brain = SpeakerBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
                          run_opts=run_opts, checkpointer=hparams["checkpointer"])
+    if hparams.get("front_end"):
+        from speechbrain_dyncp.inference.loading import load_enhancer
+
+        brain.front_end = load_enhancer(hparams["front_end"]).mods.enhancer.eval().to(brain.device)
+        brain.front_end.requires_grad_(False)
+        logger.info("Inputs pass through the front-end %s (frozen)", hparams["front_end"])
     loader_opts = hparams["dataloader_options"]
     brain.fit(brain.hparams.epoch_counter, train, valid, train_loader_kwargs=loader_opts,
               valid_loader_kwargs=dict(loader_opts, shuffle=False))
