@@ -1,8 +1,6 @@
 """train_speaker.py's ``--front_end``: a speaker model trained on what an enhancement front-end outputs,
 and the AddNoise SNR range as top-level keys of train_ecapa.yaml."""
 
-import importlib.util
-
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -21,19 +19,12 @@ class _Batch:
         return self
 
 
-def _recipe(repo_root):
-    spec = importlib.util.spec_from_file_location("vox_train_speaker_fe", repo_root / "recipes/VoxCeleb/train_speaker.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_front_end_output_is_what_the_speaker_model_sees(repo_root):
+def test_front_end_output_is_what_the_speaker_model_sees(recipe_module):
     torch.manual_seed(0)
     modules = {"compute_features": Fbank(n_mels=20), "mean_var_norm": InputNormalization(norm_type="sentence"),
                "embedding_model": ECAPA_TDNN(20, channels=[16, 16, 16, 16, 48], attention_channels=8, lin_neurons=8),
                "classifier": Classifier(8, out_neurons=3)}
-    brain = _recipe(repo_root).SpeakerBrain(modules=modules, hparams={}, run_opts={"device": "cpu"})
+    brain = recipe_module("recipes/VoxCeleb/train_speaker.py").SpeakerBrain(modules=modules, hparams={}, run_opts={"device": "cpu"})
     brain.modules.eval()
     front_end = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval()
     wavs, lens = torch.randn(2, 8000), torch.tensor([1.0, 0.75])
