@@ -51,12 +51,11 @@ def sweep(enhancer, rows, settings):
             spec = enhancer.spectrum(noisy)
             feats = enhancer.features(spec)
             frame_mask = torch.ones(1, spec.shape[-1], dtype=torch.bool)
-            out = enhancer.tcn(torch.relu(enhancer.front(feats)), frame_mask)
-            logits = enhancer.back(out.out)
-            energies = enhancer.pause_floor.frame_energies(torch.sigmoid(logits), enhancer.feature_power(feats))
-            base = pause_only.frame_floors(out.gates, enhancer.mask_floor)
+            logits, gates = enhancer.mask_logits(feats, frame_mask)
+            energies = pause_only.frame_energies(torch.sigmoid(logits), feats.pow(enhancer.power_exponent))
+            base = pause_only.frame_floors(gates, enhancer.mask_floor)
             for name, pf in floors_of.items():
-                floors = pf.frame_floors(out.gates, enhancer.mask_floor, energies)
+                floors = base if pf is pause_only else pf.frame_floors(gates, enhancer.mask_floor, energies)
                 mask = enhancer.mask_from_logits(logits, floors)
                 est = masked_istft(spec * mask.transpose(1, 2), frame_mask, enhancer.window, enhancer.hop_length,
                                    noisy.shape[1])

@@ -94,11 +94,9 @@ class DynCPEnhancer(nn.Module):
         probe, in this module's weights as ``pause_floor.*``; set it with
         ``recipes/DynCP/set_pause_floor.py``). Needs a gated model and an
         ``attenuation_limit_db`` below it. None (default) = one limit for all frames.
-    pause_vad_threshold, pause_hangover_frames
-        The pause floor's speech threshold (VAD probability) and hangover (frames).
-    pause_low_snr_db, pause_low_snr_window, pause_low_snr_min_frames
-        With ``pause_low_snr_db``, speech frames also get the pause floor's limit when the
-        running kept/removed energy ratio of the mask is below it (``PauseFloor``'s ``low_snr_*``).
+    pause_vad_threshold, pause_hangover_frames, pause_low_snr_db, pause_low_snr_window, pause_low_snr_min_frames
+        ``PauseFloor``'s speech threshold (VAD probability), hangover (frames) and low-SNR part (speech
+        frames whose running mask energy ratio is below ``pause_low_snr_db`` get the pause limit too).
 
     Example
     -------
@@ -180,20 +178,21 @@ class DynCPEnhancer(nn.Module):
                 return mask
         return floor + (1.0 - floor) * mask
 
-    def feature_power(self, feats: Tensor) -> Tensor:
-        """Input power ``|X|^2`` from the features (``(|X| + 1e-9) ** c`` undone for compressed ones):
-        what the low-SNR floor weighs the mask with, computable in every path from the features alone."""
-        return feats.pow(2.0 / self.compression) if self.feature == "compressed" else feats.pow(2)
+    @property
+    def power_exponent(self) -> float:
+        """``p`` with ``feats ** p == |X|^2`` (``(|X| + 1e-9) ** c`` undone for compressed features): the input
+        power the low-SNR floor weighs the mask with, computable in every path from the features alone."""
+        return 2.0 / self.compression if self.feature == "compressed" else 2.0
 
     def frame_floors(self, gates: Tensor, logits: Optional[Tensor] = None,
                      feats: Optional[Tensor] = None) -> Optional[Tensor]:
-        """Per-frame mask floor ``[B, N, 1]`` from gates ``[B, L, N, H]`` (and, for a low-SNR floor, the
-        back-end's logits and the features ``[B, N, F]``), or None without a pause floor."""
+        """Per-frame mask floor ``[B, N, 1]`` from gates ``[B, L, N, H]`` (a low-SNR floor also reads the
+        logits and features ``[B, N, F]``), or None without a pause floor."""
         if self.pause_floor is None:
             return None
         energies = None
         if self.pause_floor.low_snr_db is not None:
-            energies = self.pause_floor.frame_energies(torch.sigmoid(logits), self.feature_power(feats))
+            energies = self.pause_floor.frame_energies(torch.sigmoid(logits), feats.pow(self.power_exponent))
         return self.pause_floor.frame_floors(gates, self.mask_floor, energies)
 
     def spectrum(self, wav: Tensor) -> Tensor:
@@ -215,11 +214,14 @@ class DynCPEnhancer(nn.Module):
 
     def masker_floors(self, feats: Tensor, frame_mask: Optional[Tensor] = None):
         """:meth:`masker` plus the per-frame floors it used (``[B, N, 1]``, or None: the constant one)."""
-        h = torch.relu(self.front(feats))  # B, N, C
-        out = self.tcn(h, frame_mask)
-        logits = self.back(out.out)
-        floors = self.frame_floors(out.gates, logits, feats)
-        return self.mask_from_logits(logits, floors), out.gates, floors
+        logits, gates = self.mask_logits(feats, frame_mask)
+        floors = self.frame_floors(gates, logits, feats)
+        return self.mask_from_logits(logits, floors), gates, floors
+
+    def mask_logits(self, feats: Tensor, frame_mask: Optional[Tensor] = None):
+        """Features ``[B, N, F]`` -> (the back-end's logits ``[B, N, F]``, gates ``[B, L, N, H]``): the network."""
+        out = self.tcn(torch.relu(self.front(feats)), frame_mask)  # front-end: B, N, C
+        return self.back(out.out), out.gates
 
     def forward(self, wav: Tensor, lengths: Optional[Tensor] = None) -> EnhancerOutput:
         """Enhance ``wav`` ``[B, T]``; ``lengths`` relative ``[B]`` (any device).

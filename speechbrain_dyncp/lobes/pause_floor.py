@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speechbrain_dyncp.lobes.stft_masking import attenuation_floor
+from speechbrain_dyncp.lobes.stft_masking import attenuation_floor, kept_removed_energy
 
 
 class PauseFloor(nn.Module):
@@ -139,12 +139,15 @@ class PauseFloor(nn.Module):
         """Kept and removed energy per frame ``[B, 2, N]`` (float64) of the un-floored mask ``[B, N, F]``
         over the input power ``[B, N, F]`` (:func:`~speechbrain_dyncp.probes.mask_snr.mask_energy_ratio_db`'s
         terms, per frame)."""
-        m, p = raw_mask.double(), power.double()
-        return torch.stack([(m * m * p).sum(-1), ((1.0 - m) ** 2 * p).sum(-1)], 1)
+        return torch.stack(kept_removed_energy(raw_mask.double(), power.double()), 1)
+
+    @property
+    def low_snr_factor(self) -> float:
+        """``low_snr_db`` as a power ratio: "kept < removed * factor" is the decision in every path (no log)."""
+        return 10.0 ** (self.low_snr_db / 10.0)
 
     def _low_snr(self, kept: Tensor, removed: Tensor, count: Tensor) -> Tensor:
-        # ratio < low_snr_db written without a log, the same expression in every path
-        return (count >= self.low_snr_min_frames) & (kept < removed * 10.0 ** (self.low_snr_db / 10.0))
+        return (count >= self.low_snr_min_frames) & (kept < removed * self.low_snr_factor)
 
     def frame_floors(self, gates: Tensor, speech_floor: float, energies: Optional[Tensor] = None) -> Tensor:
         """Mask floor per frame ``[B, N, 1]``: ``speech_floor`` on speech frames, the pause floor elsewhere

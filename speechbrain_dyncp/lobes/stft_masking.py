@@ -1,11 +1,12 @@
-"""The mask side of the DynCP enhancer: the attenuation limit's mask floor and the inverse STFT
-over valid frames (used by :class:`~speechbrain_dyncp.lobes.enhancer.DynCPEnhancer`).
+"""The mask side of the DynCP enhancer: the attenuation limit's mask floor (and its inverse, for the
+read-outs), the energy a mask keeps and removes, and the inverse STFT over valid frames (used by
+:class:`~speechbrain_dyncp.lobes.enhancer.DynCPEnhancer`).
 
 Authors
  * speechbrain-dyncp contributors
 """
 
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,31 @@ def attenuation_floor(limit_db: Optional[float]) -> float:
     if float(limit_db) < 0:
         raise ValueError(f"attenuation_limit_db must be positive (dB of attenuation), got {limit_db}")
     return 10.0 ** (-float(limit_db) / 20.0)
+
+
+def unfloored(mask: Tensor, floor: Union[float, Tensor]) -> Tensor:
+    """The sigmoid under a floored mask, ``(mask - floor) / (1 - floor)`` in ``[0, 1]``: the inverse of the
+    attenuation floor (``floor`` a number or per frame ``[B, N, 1]``), so the T-F mask read-outs do not
+    depend on the limits a model or a user picks.
+
+    Example
+    -------
+    >>> unfloored(torch.tensor([0.25, 0.625, 1.0]), 0.25).tolist()  # the floor itself is 0
+    [0.0, 0.5, 1.0]
+    """
+    return ((mask - floor) / (1.0 - floor)).clamp(0.0, 1.0)
+
+
+def kept_removed_energy(raw: Tensor, power: Tensor) -> Tuple[Tensor, Tensor]:
+    """Energy an un-floored mask ``raw`` keeps and removes of the input ``power`` ``|X|^2``, summed over the
+    last dimension: ``sum raw^2 |X|^2`` and ``sum (1 - raw)^2 |X|^2``.
+
+    Example
+    -------
+    >>> [float(e) for e in kept_removed_energy(torch.tensor([1.0, 0.5]), torch.tensor([2.0, 4.0]))]
+    [3.0, 1.0]
+    """
+    return (raw * raw * power).sum(-1), ((1.0 - raw) ** 2 * power).sum(-1)
 
 
 def masked_istft(spec: Tensor, frame_mask: Tensor, window: Tensor, hop: int, length: int) -> Tensor:

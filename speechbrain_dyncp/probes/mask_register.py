@@ -26,6 +26,8 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+from speechbrain_dyncp.lobes.stft_masking import unfloored
+
 
 @dataclass(frozen=True)
 class MaskRegisterSettings:
@@ -127,7 +129,7 @@ def constant_floor_mask(enhancer, out) -> Tensor:
     """
     if out.floors is None:
         return out.mask
-    raw = ((out.mask - out.floors) / (1.0 - out.floors)).clamp(0.0, 1.0)
+    raw = unfloored(out.mask, out.floors)
     floor = enhancer.mask_floor
     return (floor + (1.0 - floor) * raw) * out.frame_mask[..., None].to(raw.dtype)
 

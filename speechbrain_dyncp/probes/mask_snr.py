@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from speechbrain_dyncp.lobes.stft_masking import kept_removed_energy, unfloored
+
 
 def mask_energy_ratio_db(spec: Tensor, mask: Tensor, frame_mask: Tensor, floor: float = 0.0) -> Tensor:
     """Kept-over-removed energy ratio (dB) per item of the un-floored T-F mask.
@@ -55,10 +57,9 @@ def mask_energy_ratio_db(spec: Tensor, mask: Tensor, frame_mask: Tensor, floor: 
     n = min(spec.shape[-1], mask.shape[1])
     if torch.is_tensor(floor):  # per frame [B, N, 1] (a pause floor: DynCPEnhancer.frame_floors)
         floor = floor[:, :n]
-    raw = ((mask[:, :n] - floor) / (1.0 - floor)).transpose(1, 2).clamp(0.0, 1.0)  # B, F, N
-    power = spec[..., :n].abs().pow(2) * frame_mask[:, None, :n].to(raw.dtype)
-    kept = (raw.pow(2) * power).sum((1, 2))
-    removed = ((1.0 - raw).pow(2) * power).sum((1, 2))
+    raw = unfloored(mask[:, :n], floor)  # B, N, F
+    power = spec[..., :n].abs().pow(2).transpose(1, 2) * frame_mask[:, :n, None].to(raw.dtype)
+    kept, removed = kept_removed_energy(raw.flatten(1), power.flatten(1))
     return 10.0 * torch.log10((kept + 1e-12) / (removed + 1e-12))
 
 

@@ -68,8 +68,8 @@ def stream_weights(model, dtype=np.float32) -> Dict:
         pause = dict(w=pf.weight.detach().cpu().double().numpy(), b=float(pf.bias), thr=pf.threshold_logit,
                      floor=pf.pause_value(model.mask_floor), hang=pf.hangover, low=None)
         if pf.low_snr_db is not None:  # the low-SNR part: window, frames needed, ratio as a power factor
-            pause["low"] = dict(win=pf.low_snr_window, min=pf.low_snr_min_frames, factor=10.0 ** (pf.low_snr_db / 10.0),
-                                power_exp=2.0 / model.compression if model.feature == "compressed" else 2.0)
+            pause["low"] = dict(win=pf.low_snr_window, min=pf.low_snr_min_frames, factor=pf.low_snr_factor,
+                                power_exp=model.power_exponent)
     return dict(pause=pause, dtype=dtype, cdtype=np.complex64 if dtype == np.float32 else np.complex128, window=arr(model.window), hop=model.hop_length, n_freq=model.n_freq,
                 Wf=arr(model.front.weight), bf=arr(model.front.bias), Wb=arr(model.back.weight),
                 bb=arr(model.back.bias), floor=float(model.mask_floor), channels=tcn.channels,
