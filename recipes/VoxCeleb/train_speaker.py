@@ -13,6 +13,7 @@ the YAML header. Manifests come from ``speechbrain_dyncp.data.voxceleb.prepare_v
 the validation metric is speaker-ID classification error on held-out chunks.
 ``--front_end=<DynCP model folder>`` passes every input (training and validation) through that
 enhancer, frozen, before the features: a speaker model matched to an enhancement front-end.
+``--init_from=<speaker model folder>`` starts from an exported model (fine-tuning, e.g. on a front-end's output).
 At the end the best checkpoint is exported to ``<output_folder>/model`` (a
 SpeechBrain model folder: ``EncoderClassifier.from_hparams(source=...)`` or
 ``speechbrain_dyncp.verification.embedding.load_speaker_embedder``).
@@ -158,6 +159,31 @@ def add_teacher_targets(hparams, train):
                 len(teacher.table), teacher.dim, hparams["distill_weight"])
 
 
+def init_from_model_folder(brain, folder, label_encoder):
+    """Load an exported speaker model's embedding model (and classifier, when the speaker labels agree).
+
+    Called before ``fit``: a checkpoint in the run's save folder, recovered by ``fit``, overwrites these
+    weights, so a resumed run continues rather than restarting from the folder.
+    """
+    from speechbrain.dataio.encoder import CategoricalEncoder
+
+    from speechbrain_dyncp.export import load_weights
+
+    folder = Path(folder)
+    missing = [n for n in ("embedding_model.ckpt", "label_encoder.ckpt") if not (folder / n).is_file()]
+    if missing:
+        raise SystemExit(f"--init_from {folder}: not a speaker model folder (no {', '.join(missing)})")
+    modules = unwrap(brain.modules)
+    modules.embedding_model.load_state_dict(load_weights(folder / "embedding_model.ckpt"))
+    theirs = CategoricalEncoder()
+    theirs.load(folder / "label_encoder.ckpt")
+    if theirs.lab2ind == label_encoder.lab2ind and (folder / "classifier.ckpt").is_file():
+        modules.classifier.load_state_dict(load_weights(folder / "classifier.ckpt"))
+        logger.info("Initialised embedding model and classifier from %s", folder)
+    else:  # other speakers (or order): the AAM head starts afresh, the embedding model is kept
+        logger.warning("%s: other speaker labels than this run's; only its embedding model is loaded", folder)
+
+
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     hparams, corpus = start_speaker_recipe(hparams_file, run_opts, overrides)
@@ -186,6 +212,8 @@ def main(argv):
         brain.front_end = load_enhancer(hparams["front_end"]).mods.enhancer.eval().to(brain.device)
         brain.front_end.requires_grad_(False)
         logger.info("Inputs pass through the front-end %s (frozen)", hparams["front_end"])
+    if hparams.get("init_from"):
+        init_from_model_folder(brain, hparams["init_from"], label_encoder)
     loader_opts = hparams["dataloader_options"]
     brain.fit(brain.hparams.epoch_counter, train, valid, train_loader_kwargs=loader_opts,
               valid_loader_kwargs=dict(loader_opts, shuffle=False))
