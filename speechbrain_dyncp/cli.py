@@ -239,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     front = argparse.ArgumentParser(add_help=False)
     front.add_argument("--front-end", nargs="?", const=SV_FRONT_END, metavar="MODEL",
                        help="embed each recording's enhanced output: the bundled SV-aware front-end (Grad-W "
-                            "fine-tuned) without MODEL, else that enhancer folder; scores calibrated with the "
-                            "speaker folder's calibration_front_end.json when it was fitted for this front-end")
+                            "fine-tuned) without MODEL, with the speaker model trained on its output unless "
+                            "--model is given; else that enhancer folder; scores calibrated with the speaker "
+                            "folder's calibration_front_end.json when it was fitted for this front-end")
 
     d = sub.add_parser("demo", help="the main job end to end (real recordings where found, else the embedded corpus)")
     d.add_argument("--data", default="auto", choices=["auto", "real", "embedded"],

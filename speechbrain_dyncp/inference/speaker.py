@@ -230,7 +230,7 @@ def verify_from_cli(args) -> int:
     with the calibrated LLR when the folder has ``calibration.json`` (``calibration_front_end.json`` with a
     front-end: :mod:`speechbrain_dyncp.inference.front_end`), and says when the threshold is an uncalibrated
     fallback."""
-    folder = speaker_model_folder(args.model)
+    folder = speaker_model_folder(args.model, getattr(args, "front_end", None))
     model = load_speaker_model(folder, trust_code=args.trust_model_code)
     try:
         if getattr(args, "front_end", None):
@@ -286,7 +286,8 @@ def embed_from_cli(args) -> int:
         if not files:
             print(f"error: no audio files found under {root}", file=sys.stderr)
             return 2
-        model = load_speaker_model(speaker_model_folder(args.model), trust_code=args.trust_model_code)
+        model = load_speaker_model(speaker_model_folder(args.model, getattr(args, "front_end", None)),
+                                   trust_code=args.trust_model_code)
         embed = model.embed_file
         if getattr(args, "front_end", None):
             from speechbrain_dyncp.inference.front_end import embed_files_with_front_end

@@ -3,7 +3,8 @@
 * :func:`hub_layout_overrides`: folders laid out like SpeechBrain's published speaker
   models (``speechbrain/spkrec-ecapa-voxceleb``) load offline;
 * :func:`resolve_speaker_source`: ``--model`` may be a folder or a hub id;
-* :func:`speaker_model_folder`: the bundled default speaker model when ``--model`` is not given;
+* :func:`speaker_model_folder`: the bundled default speaker model when ``--model`` is not given (with the
+  bundled SV front-end, the speaker model trained on that front-end's output);
 * :func:`calibrated_verdict`: the calibrated LLR of a trial when the folder has
   ``calibration.json`` (:mod:`speechbrain_dyncp.verification.calibration`).
 
@@ -54,14 +55,23 @@ def resolve_speaker_source(model) -> Path:
 
 
 DEFAULT_SPEAKER_MODEL = "ecapa_real_small_x2"  # speechbrain_dyncp/pretrained/<this>, when bundled (two fused ECAPAs)
+# the same fusion with member 1 trained on the bundled SV front-end's output (docs/speaker_real.md): what
+# ``--front-end`` (that front-end) embeds with when no --model is given
+FRONT_END_SPEAKER_MODEL = "ecapa_real_small_x2_fe"
 
 
-def speaker_model_folder(model=None) -> Path:
-    """The folder ``--model`` names (a hub id is fetched, see :func:`resolve_speaker_source`), or the
-    bundled default speaker model when ``model`` is None."""
+def speaker_model_folder(model=None, front_end=None) -> Path:
+    """The folder ``--model`` names (a hub id is fetched, see :func:`resolve_speaker_source`), or, when
+    ``model`` is None, the bundled default speaker model; with ``front_end`` the bundled SV front-end
+    (``dyncp_sv_frontend``), the bundled speaker model matched to its output when it is there."""
     if model:
         return resolve_speaker_source(str(model))
-    path = Path(__file__).resolve().parent.parent / "pretrained" / DEFAULT_SPEAKER_MODEL
+    from speechbrain_dyncp.inference.loading import SV_FRONT_END
+
+    pretrained = Path(__file__).resolve().parent.parent / "pretrained"
+    if front_end == SV_FRONT_END and (pretrained / FRONT_END_SPEAKER_MODEL / "hyperparams.yaml").is_file():
+        return pretrained / FRONT_END_SPEAKER_MODEL
+    path = pretrained / DEFAULT_SPEAKER_MODEL
     if not (path / "hyperparams.yaml").is_file():
         raise FileNotFoundError(f"no --model given and no bundled speaker model at {path}; "
                                 "pass --model <speaker model folder>")

@@ -1,5 +1,8 @@
-"""``dyncp verify --front-end`` (issue 17): the bundled SV-aware front-end, its own calibration, and the
-uncalibrated fallback for any front-end the calibration was not fitted for."""
+"""``dyncp verify --front-end`` (issue 17): the bundled SV-aware front-end, the speaker model trained on its
+output, their own calibration, and the uncalibrated fallback for any front-end the calibration was not fitted
+for."""
+
+import re
 
 import subprocess
 import sys
@@ -16,6 +19,7 @@ from speechbrain_dyncp.inference.front_end import (
 )
 from speechbrain_dyncp.inference.loading import SV_FRONT_END, bundled_model_dir, load_enhancer
 from speechbrain_dyncp.inference.speaker import load_speaker_model, speaker_model_folder
+from speechbrain_dyncp.inference.speaker_folders import DEFAULT_SPEAKER_MODEL, FRONT_END_SPEAKER_MODEL
 from speechbrain_dyncp.verification.calibration import QualityCalibrator, model_fingerprint, probe_quality
 
 
@@ -39,8 +43,20 @@ def _verify(*args):
                           capture_output=True, text=True)
 
 
-def test_bundled_front_end_has_its_calibration_in_the_speaker_bundle():
-    speaker = speaker_model_folder(None)
+def test_the_bundled_front_end_gets_the_speaker_model_trained_on_its_output():
+    assert speaker_model_folder(None, SV_FRONT_END).name == FRONT_END_SPEAKER_MODEL
+    # no front-end, or one the matched model never heard: the default; --model always wins
+    assert speaker_model_folder(None).name == speaker_model_folder(None, "dyncp_real_base").name == DEFAULT_SPEAKER_MODEL
+    default = speaker_model_folder(None)
+    assert speaker_model_folder(str(default), SV_FRONT_END) == default
+    matched, plain = (load_speaker_model(speaker_model_folder(None, f)) for f in (SV_FRONT_END, None))
+    wav = torch.randn(16000, generator=torch.Generator().manual_seed(0)) * 0.1
+    assert torch.cosine_similarity(matched.embed_waveform(wav, "x"), plain.embed_waveform(wav, "x"), dim=0) < 0.99
+
+
+@pytest.mark.parametrize("speaker", [DEFAULT_SPEAKER_MODEL, FRONT_END_SPEAKER_MODEL])
+def test_bundled_front_end_has_its_calibration_in_the_speaker_bundles(speaker):
+    speaker = speaker_model_folder(None).parent / speaker
     cal, why_not = front_end_calibration(speaker, bundled_model_dir(SV_FRONT_END))
     assert why_not is None and cal.measures == ["snr_db", "speech_frac", "log_speech_s"]
     assert cal.info["front_end_bundled"] == SV_FRONT_END
@@ -78,6 +94,12 @@ def test_cli_verify_front_end_calibrated_and_fallback(two_voices):
     assert out.returncode == 0, out.stderr
     assert "calibrated LLR" in out.stdout and f"[front-end {SV_FRONT_END}]" in out.stdout
     assert "UNCALIBRATED" not in out.stdout
+    # the score is the matched speaker model's (AS-norm with its own cohort), not the default's
+    speaker = load_speaker_model(speaker_model_folder(None, SV_FRONT_END))
+    enhancer = load_enhancer(SV_FRONT_END)
+    e1, e2 = (front_end_embedding(speaker, enhancer, p)[0] for p in two_voices)
+    expected = float(speaker.score_embeddings(e1[None], e2[None])[0][0])
+    assert float(re.search(r"score (\S+)", out.stdout).group(1)) == pytest.approx(expected, abs=2e-4)
     other = _verify(*two_voices, "--front-end", "dyncp_real_base")
     assert other.returncode == 0, other.stderr
     assert "UNCALIBRATED FALLBACK" in other.stdout and "calibrated LLR" not in other.stdout
