@@ -37,6 +37,17 @@ def _plain(value):
     return value
 
 
+def read_resolved(hparams_file, overrides: Optional[dict] = None):
+    """A recipe or model YAML as a mapping with its references resolved; nothing is built (ruamel nodes keep
+    their ``!new:`` tags)."""
+    try:
+        with open(hparams_file) as fh:
+            resolved = resolve_references(fh, overrides or {})
+        return YAML().load(resolved.getvalue() if isinstance(resolved, io.StringIO) else resolved)
+    except (ValueError, YAMLError) as exc:  # a dangling !ref, broken YAML: one line naming the file
+        raise ValueError(f"{hparams_file}: {' '.join(str(exc).split())}") from exc
+
+
 def read_module_definition(hparams_file, key: str = "enhancer", overrides: Optional[dict] = None):
     """``(tag, kwargs)`` of the ``!new:`` object at ``key`` of a recipe YAML, references resolved.
 
@@ -54,9 +65,7 @@ def read_module_definition(hparams_file, key: str = "enhancer", overrides: Optio
     tuple
         (``"!new:dotted.Class"``, dict of constructor arguments)
     """
-    with open(hparams_file) as fh:
-        resolved = resolve_references(fh, overrides or {})
-    data = YAML().load(resolved.getvalue() if isinstance(resolved, io.StringIO) else resolved)
+    data = read_resolved(hparams_file, overrides)
     if key not in data:
         raise KeyError(f"{hparams_file} has no top-level {key!r}")
     node = data[key]
@@ -86,7 +95,8 @@ def find_checkpoint(experiment_dir, min_key: Optional[str] = None, max_key: Opti
     return Path(ckpt.path)
 
 
-def _yaml_block(key: str, tag: str, kwargs: Dict) -> str:
+def yaml_block(key: str, tag: str, kwargs: Dict) -> str:
+    """``key: !new:Class`` with its constructor arguments below it, as model folders write them."""
     buf = io.StringIO()
     YAML().dump({key: kwargs}, buf)
     first, *rest = buf.getvalue().splitlines()
@@ -130,11 +140,11 @@ def write_model_folder(
     loadables = ["enhancer"]
     text = f"# DynCP enhancer model folder (speechbrain-dyncp); load with\n" \
            f"#   DynCPEnhancement.from_hparams(source=<this folder>)\nsample_rate: {sample_rate}\n\n"
-    text += _yaml_block("enhancer", ENHANCER_TAG, enhancer_kwargs)
+    text += yaml_block("enhancer", ENHANCER_TAG, enhancer_kwargs)
     torch.save(enhancer_state, out / "enhancer.ckpt")
     if probes_state is not None:
         extra = probes_state["_extra_state"]
-        text += _yaml_block("probes", PROBES_TAG, {"n_blocks": extra["n_blocks"], "n_channels": extra["n_channels"]})
+        text += yaml_block("probes", PROBES_TAG, {"n_blocks": extra["n_blocks"], "n_channels": extra["n_channels"]})
         torch.save(probes_state, out / "probes.ckpt")
         loadables.append("probes")
     text += "\nmodules:\n" + "".join(f"    {k}: !ref <{k}>\n" for k in loadables)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from speechbrain_dyncp.export import (ENHANCER_TAG, _yaml_block, check_model_folder, load_weights,
-                                      read_module_definition)
+from speechbrain_dyncp.export import (ENHANCER_TAG, check_model_folder, load_weights, read_module_definition,
+                                      yaml_block)
 from speechbrain_dyncp.lobes.enhancer import DynCPEnhancer
 from speechbrain_dyncp.lobes.probes import MaskProbes
 
@@ -69,7 +69,7 @@ def set_pause_floor(model_dir, out, limit_db: float = 40.0, threshold: float = 0
     if not ENHANCER_BLOCK.search(yaml_text):
         raise ValueError(f"{model_dir}/hyperparams.yaml: no 'enhancer: !new:...' block to replace")
     shutil.copytree(model_dir, out)
-    block = _yaml_block("enhancer", ENHANCER_TAG, kwargs)
+    block = yaml_block("enhancer", ENHANCER_TAG, kwargs)
     note = (f"# pause floor (recipes/DynCP/set_pause_floor.py): {limit_db:g} dB where the VAD probe of {model_dir.name} "
             f"says < {threshold:g}\n# for {hangover} frames\n")
     if low_snr_db is not None:

@@ -7,7 +7,7 @@ Usage::
 
 Each member is a folder exported by ``train_speaker.py`` (``hyperparams.yaml``,
 ``embedding_model.ckpt``, ``mean_var_norm.ckpt``). The members must share their feature
-front-end (``compute_features`` and ``mean_var_norm`` blocks identical), since the joint model
+front-end (``sample_rate``, ``compute_features`` and ``mean_var_norm`` define the same objects), since the joint model
 computes the features once. The output's ``embedding_model`` is a
 :class:`speechbrain_dyncp.lobes.embedding_ensemble.EmbeddingEnsemble` of the members; it has no
 classifier (the members' speaker sets need not agree), so it is a verification / embedding
@@ -19,69 +19,67 @@ Authors
 """
 
 import argparse
-import re
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import torch
 
-from speechbrain_dyncp.export import load_weights
+from speechbrain_dyncp.export import load_weights, read_module_definition, read_resolved, yaml_block
 from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 
-SHARED_BLOCKS = ("sample_rate", "compute_features", "mean_var_norm")
+MODULE_BLOCKS = ("compute_features", "mean_var_norm")  # shared by every member: the joint model computes them once
 ENSEMBLE = "speechbrain_dyncp.lobes.embedding_ensemble.EmbeddingEnsemble"
 
 
-def top_level_blocks(text: str) -> dict:
-    """``{key: block text}`` of a hyperparams file's top-level entries (a key line plus its indented lines)."""
-    blocks, key = {}, None
-    for line in text.splitlines():
-        match = re.match(r"^([A-Za-z_][\w]*):", line)
-        if match:
-            key = match.group(1)
-            blocks[key] = [line]
-        elif key is not None and (line.startswith(" ") or not line.strip()):
-            blocks[key].append(line)
-        else:
-            key = None  # a comment line ends the block
-    return {k: "\n".join(v).rstrip() for k, v in blocks.items()}
+def member_definitions(folder: Path) -> dict:
+    """A member's ``sample_rate`` and its ``(tag, kwargs)`` per module key (None where absent), read with
+    references resolved (``export.read_resolved``): the YAML's meaning, not its text, so a member written with
+    ``!ref`` or another layout joins as long as it defines the same modules."""
+    hparams = folder / "hyperparams.yaml"
+    data = read_resolved(hparams)
+    if "embedding_model" not in data:
+        raise ValueError(f"{hparams}: no embedding_model; not a speaker model folder")
+    defs = {"sample_rate": data.get("sample_rate")}
+    for key in ("embedding_model", *MODULE_BLOCKS):  # a key that is not a !new: object: ValueError naming the file
+        defs[key] = read_module_definition(hparams, key) if key in data else None
+    return defs
 
 
-def member_entry(block: str) -> str:
-    """A member's ``embedding_model: !new:...`` block as an item of the ensemble's ``members`` list."""
-    head, *body = block.splitlines()
-    tag = head.split(":", 1)[1].strip()
-    return "\n".join([f"        - {tag}"] + [f"      {line}" for line in body])
+def member_entry(tag: str, kwargs: dict) -> str:
+    """A member's ``!new:`` object as an item of the ensemble's ``members`` list (values as JSON, valid YAML)."""
+    return "\n".join([f"        - {tag}"] + [f"          {k}: {json.dumps(v)}" for k, v in kwargs.items()])
 
 
 def make_ensemble(members, out) -> Path:
     """Write the joint model folder ``out`` from member folders; returns its path."""
     out, members = Path(out), [Path(m) for m in members]
-    blocks = []
+    defs = []
     for m in members:
         missing = [f for f in ("hyperparams.yaml", "embedding_model.ckpt") if not (m / f).is_file()]
         if missing:
             raise FileNotFoundError(f"{m}: not a speaker model folder (lacks {', '.join(missing)})")
-        blocks.append(top_level_blocks((m / "hyperparams.yaml").read_text()))
-        if "embedding_model" not in blocks[-1] or "!ref" in blocks[-1]["embedding_model"]:
-            # the block is copied alone, so it must be self-contained (train_speaker.py exports are)
-            raise ValueError(f"{m}: its hyperparams.yaml needs a self-contained embedding_model block "
-                             "(literal values, no !ref), as train_speaker.py exports")
-    for m, b in zip(members[1:], blocks[1:]):
-        for key in SHARED_BLOCKS:
-            if b.get(key) != blocks[0].get(key):
+        defs.append(member_definitions(m))
+    for m, d in zip(members[1:], defs[1:]):
+        for key in ("sample_rate", *MODULE_BLOCKS):
+            if d[key] != defs[0][key]:
                 raise ValueError(f"{m}: its {key} differs from {members[0]}'s; members must share the features")
+    first = defs[0]
+    if first["compute_features"] is None:
+        raise ValueError(f"{members[0]}: its hyperparams.yaml has no compute_features: !new:... object")
     out.mkdir(parents=True, exist_ok=True)
-    entries = "\n".join(member_entry(b["embedding_model"]) for b in blocks)
-    norm = (members[0] / "mean_var_norm.ckpt").is_file()
+    entries = "\n".join(member_entry(*d["embedding_model"]) for d in defs)
+    norm = (members[0] / "mean_var_norm.ckpt").is_file() and first["mean_var_norm"] is not None
     text = "\n".join([
         f"# equal-weight embedding fusion of {len(members)} speaker models (recipes/VoxCeleb/make_ensemble.py)",
         *(f"#   member {i}: {m}" for i, m in enumerate(members)),
-        *(blocks[0][k] for k in SHARED_BLOCKS if k in blocks[0]),
+        *([f"sample_rate: {first['sample_rate']}"] if first["sample_rate"] is not None else []),
+        *(yaml_block(k, *first[k]).rstrip("\n") for k in MODULE_BLOCKS if first[k] is not None),
         f"embedding_model: !new:{ENSEMBLE}\n    members:\n{entries}",
-        "modules:\n    compute_features: !ref <compute_features>\n    mean_var_norm: !ref <mean_var_norm>\n"
-        "    embedding_model: !ref <embedding_model>",
+        "modules:\n    compute_features: !ref <compute_features>\n"
+        + ("    mean_var_norm: !ref <mean_var_norm>\n" if first["mean_var_norm"] is not None else "")
+        + "    embedding_model: !ref <embedding_model>",
         "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer\n    loadables:\n"
         "        embedding_model: !ref <embedding_model>" + ("\n        mean_var_norm: !ref <mean_var_norm>" if norm else ""),
     ]) + "\n"

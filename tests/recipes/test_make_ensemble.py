@@ -50,10 +50,28 @@ def test_members_with_other_features_are_refused_by_name(repo_root, tmp_path):
     (b / "hyperparams.yaml").write_text((b / "hyperparams.yaml").read_text().replace("n_mels: 24", "n_mels: 40"))
     with pytest.raises(ValueError, match=f"{b}: its compute_features differs"):
         _recipe(repo_root).make_ensemble([a, b], tmp_path / "ens")
-    text = (a / "hyperparams.yaml").read_text()
-    (a / "hyperparams.yaml").write_text("n_mels: 24\n" + text.replace("input_size: 24", "input_size: !ref <n_mels>"))
-    with pytest.raises(ValueError, match=f"{a}: its hyperparams.yaml needs a self-contained embedding_model"):
-        _recipe(repo_root).make_ensemble([a, a], tmp_path / "ens")
-    (a / "hyperparams.yaml").write_text(text)
+    text = (b / "hyperparams.yaml").read_text()
+    (b / "hyperparams.yaml").write_text(text.replace("embedding_model:", "embedder:", 1))  # its !ref now dangles
+    with pytest.raises(ValueError, match=f"{b / 'hyperparams.yaml'}: .*embedding_model"):
+        _recipe(repo_root).make_ensemble([a, b], tmp_path / "ens")
+    (b / "hyperparams.yaml").write_text(text.replace("embedding_model", "embedder"))
+    with pytest.raises(ValueError, match=f"{b / 'hyperparams.yaml'}: no embedding_model"):
+        _recipe(repo_root).make_ensemble([a, b], tmp_path / "ens")
     with pytest.raises(FileNotFoundError, match="not a speaker model folder"):
         _recipe(repo_root).make_ensemble([a, tmp_path], tmp_path / "ens2")
+
+
+def test_members_are_read_by_meaning_not_text(repo_root, tmp_path):
+    """A member written with references (``!ref``) joins; the joint folder is the same model as from the plain one."""
+    a, b = _members(tmp_path)
+    plain = _recipe(repo_root).make_ensemble([a, b], tmp_path / "plain")
+    text = (a / "hyperparams.yaml").read_text()
+    assert "input_size: 24" in text and "n_mels: 24" in text
+    (a / "hyperparams.yaml").write_text("n_mels: 24\n" + text.replace("input_size: 24", "input_size: !ref <n_mels>")
+                                        .replace("n_mels: 24\n", "n_mels: !ref <n_mels>\n", 1))
+    assert "!ref <n_mels>" in (a / "hyperparams.yaml").read_text()
+    joint = _recipe(repo_root).make_ensemble([a, b], tmp_path / "ref")
+    assert "!ref <n_mels>" not in (joint / "hyperparams.yaml").read_text()
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(2)) * 0.1
+    with torch.no_grad():
+        assert torch.equal(load_speaker_embedder(joint)(x), load_speaker_embedder(plain)(x))
