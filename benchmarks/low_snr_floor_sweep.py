@@ -52,7 +52,7 @@ def sweep(enhancer, rows, settings):
             feats = enhancer.features(spec)
             frame_mask = torch.ones(1, spec.shape[-1], dtype=torch.bool)
             logits, gates = enhancer.mask_logits(feats, frame_mask)
-            energies = pause_only.frame_energies(torch.sigmoid(logits), feats.pow(enhancer.power_exponent))
+            energies = pause_only.frame_energies(logits, feats, enhancer.power_exponent)
             base = pause_only.frame_floors(gates, enhancer.mask_floor)
             for name, pf in floors_of.items():
                 floors = base if pf is pause_only else pf.frame_floors(gates, enhancer.mask_floor, energies)

@@ -192,7 +192,7 @@ class DynCPEnhancer(nn.Module):
             return None
         energies = None
         if self.pause_floor.low_snr_db is not None:
-            energies = self.pause_floor.frame_energies(torch.sigmoid(logits), feats.pow(self.power_exponent))
+            energies = self.pause_floor.frame_energies(logits, feats, self.power_exponent)
         return self.pause_floor.frame_floors(gates, self.mask_floor, energies)
 
     def spectrum(self, wav: Tensor) -> Tensor:

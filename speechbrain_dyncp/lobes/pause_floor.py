@@ -135,11 +135,13 @@ class PauseFloor(nn.Module):
             speech = F.max_pool1d(F.pad(speech[:, None], (self.hangover, 0)), self.hangover + 1, 1)[:, 0]
         return speech > 0.5
 
-    def frame_energies(self, raw_mask: Tensor, power: Tensor) -> Tensor:
-        """Kept and removed energy per frame ``[B, 2, N]`` (float64) of the un-floored mask ``[B, N, F]``
-        over the input power ``[B, N, F]`` (:func:`~speechbrain_dyncp.probes.mask_snr.mask_energy_ratio_db`'s
-        terms, per frame)."""
-        return torch.stack(kept_removed_energy(raw_mask.double(), power.double()), 1)
+    def frame_energies(self, logits: Tensor, feats: Tensor, power_exponent: float) -> Tensor:
+        """Kept and removed energy per frame ``[B, 2, N]`` (float64) of the un-floored mask ``sigmoid(logits)``
+        over the input power ``feats ** power_exponent`` (both ``[B, N, F]``; ``DynCPEnhancer.power_exponent``):
+        :func:`~speechbrain_dyncp.probes.mask_snr.mask_energy_ratio_db`'s terms, per frame. Every PyTorch path
+        calls this with its own frame layout; the NumPy and C streamers repeat it."""
+        raw, power = torch.sigmoid(logits), feats.pow(power_exponent)
+        return torch.stack(kept_removed_energy(raw.double(), power.double()), 1)
 
     @property
     def low_snr_factor(self) -> float:

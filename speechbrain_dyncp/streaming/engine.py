@@ -228,8 +228,8 @@ def _frames(model, ctx: StreamingContext, frames: Tensor) -> Tensor:
         if ctx.pause_credit is not None:  # the pause floor (lobes/pause_floor.py), frame by frame
             energies = None
             if ctx.pause_window is not None:  # its low-SNR part: the frames' kept / removed energies
-                energies = model.pause_floor.frame_energies(torch.sigmoid(logits).transpose(1, 2),
-                                                            feats.pow(model.power_exponent).transpose(1, 2))
+                energies = model.pause_floor.frame_energies(logits.transpose(1, 2), feats.transpose(1, 2),
+                                                            model.power_exponent)
             floor, ctx.pause_credit, ctx.pause_window = model.pause_floor.stream_floors(
                 gates, ctx.pause_credit, model.mask_floor, energies, ctx.pause_window)
             floor = floor.unsqueeze(1)  # B, 1, F

@@ -83,7 +83,7 @@ class StreamingStep(nn.Module):
         if pf is not None:  # state: the pause floor's speech credit (zero at stream start) [and window]
             energies, window = None, None
             if pf.low_snr_db is not None:
-                energies = pf.frame_energies(torch.sigmoid(logits)[:, None], feats.pow(m.power_exponent)[:, None])
+                energies = pf.frame_energies(logits[:, None], feats[:, None], m.power_exponent)
                 window = state[2 * len(self.plans) + 1]
             floor, credit, window = pf.stream_floors(gates_t.unsqueeze(2), state[2 * len(self.plans)], m.mask_floor,
                                                      energies, window)
