@@ -65,13 +65,18 @@ def read_module_definition(hparams_file, key: str = "enhancer", overrides: Optio
     tuple
         (``"!new:dotted.Class"``, dict of constructor arguments)
     """
-    data = read_resolved(hparams_file, overrides)
+    return module_definition(read_resolved(hparams_file, overrides), key, hparams_file)
+
+
+def module_definition(data, key: str, source):
+    """:func:`read_module_definition` on a mapping already read by :func:`read_resolved` (``source``: its
+    file, for the errors), so several modules of one file are read with one parse."""
     if key not in data:
-        raise KeyError(f"{hparams_file} has no top-level {key!r}")
+        raise KeyError(f"{source} has no top-level {key!r}")
     node = data[key]
     tag = getattr(getattr(node, "tag", None), "value", None)
     if not tag or not tag.startswith("!new:"):
-        raise ValueError(f"{hparams_file}: {key!r} is not a !new: object")
+        raise ValueError(f"{source}: {key!r} is not a !new: object")
     return tag, _plain(dict(node))
 
 

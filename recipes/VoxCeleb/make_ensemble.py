@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from speechbrain_dyncp.export import load_weights, read_module_definition, read_resolved, yaml_block
+from speechbrain_dyncp.export import load_weights, module_definition, read_resolved, yaml_block
 from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 
 MODULE_BLOCKS = ("compute_features", "mean_var_norm")  # shared by every member: the joint model computes them once
@@ -43,7 +43,7 @@ def member_definitions(folder: Path) -> dict:
         raise ValueError(f"{hparams}: no embedding_model; not a speaker model folder")
     defs = {"sample_rate": data.get("sample_rate")}
     for key in ("embedding_model", *MODULE_BLOCKS):  # a key that is not a !new: object: ValueError naming the file
-        defs[key] = read_module_definition(hparams, key) if key in data else None
+        defs[key] = module_definition(data, key, hparams) if key in data else None
     return defs
 
 
