@@ -5,7 +5,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= test,ssl,metrics,export,shards
+EXTRAS ?= test,ssl,metrics,export,shards,perceptual
 
 .PHONY: venv demo test test-fast bench clean-venv
 

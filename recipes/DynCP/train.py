@@ -51,6 +51,7 @@ from speechbrain_dyncp.data.labels import item_frame_labels
 from speechbrain_dyncp.data.speed import perturb_speed, perturb_speed_labels, speed_rates
 from speechbrain_dyncp.data.shards import loader_kwargs_for, make_dataset, write_shards
 from speechbrain_dyncp.export import load_weights
+from speechbrain_dyncp.losses.dnsmos import DNSMOSP835, dnsmos_loss
 from speechbrain_dyncp.losses.dyncp import realised_ratio
 from speechbrain_dyncp.losses.residual_noise import residual_noise_loss
 from speechbrain_dyncp.losses.waveform import waveform_loss
@@ -108,12 +109,24 @@ class DynCPBrain(speechbrain_dyncp.brain.DynCPBrain):
                                               max_atten_db=self.hparams.residual_noise_max_db)
             self.sums["residual_noise_db"] += float(residual_db.detach()) * n
             loss = loss + weight * residual_db
+        weight = getattr(self.hparams, "lambda_dnsmos", 0.0)
+        if weight and stage == sb.Stage.TRAIN:  # perceptual term: what DNSMOS hears (losses/dnsmos.py)
+            neg_ovrl = dnsmos_loss(self.dnsmos, out.wav, lens, max_items=self.hparams.dnsmos_items)
+            self.sums["dnsmos_ovrl"] += -float(neg_ovrl.detach()) * n
+            loss = loss + weight * neg_ovrl
         if self.gate_probes is not None and stage != sb.Stage.TEST:
             joint = self.gate_probes(out.gates, out.frame_mask, batch.vad.data, batch.f0.data)
             for key, value in joint.terms.items():
                 self.sums[f"probe_{key}"] += value * n
             loss = loss + joint.loss
         return loss
+
+    @property
+    def dnsmos(self):
+        """The frozen DNSMOS P.835 network of the perceptual term, built on first use."""
+        if getattr(self, "_dnsmos", None) is None:
+            self._dnsmos = DNSMOSP835().to(self.device)
+        return self._dnsmos
 
     @property
     def speech_budget(self):
@@ -459,6 +472,14 @@ def main(argv):
     if hparams.get("init_enhancer_from"):  # the checkpointer's recovery (in fit) overrides it when resuming
         # export.load_weights: a missing, damaged or unsafe file is a one-line error naming it
         weights = load_weights(Path(hparams["init_enhancer_from"]) / "enhancer.ckpt")
+        if hparams["modules"]["enhancer"].pause_floor is None:
+            # a shipped folder's pause floor is an inference setting (a copy of its VAD probe) that this
+            # run's enhancer does not have: start from the network alone; set_pause_floor.py re-applies it
+            floor = [k for k in weights if k.startswith("pause_floor.")]
+            if floor:
+                logger.info("init_enhancer_from: %s's pause floor left out (re-apply with set_pause_floor.py)",
+                            hparams["init_enhancer_from"])
+                weights = {k: v for k, v in weights.items() if k not in floor}
         hparams["modules"]["enhancer"].load_state_dict(weights)
     if hparams.get("joint_probes"):  # trained (and checkpointed) with the enhancer
         hparams["modules"]["gate_probes"] = hparams["gate_probes"]

@@ -13,10 +13,10 @@ import pytest
 SMALL_MODEL = ["--residual_channels=64", "--hidden_channels=128", "--n_stacks=2", "--gate_hidden=32"]
 
 
-def _run(repo_root, out, *args, timeout=600):
+def _run(repo_root, out, *args, timeout=600, model=SMALL_MODEL):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     cmd = [sys.executable, "recipes/DynCP/train.py", "hparams/DynCP/train.yaml", f"--output_folder={out}",
-           "--device=cpu", "--noprogressbar", *SMALL_MODEL, *args]
+           "--device=cpu", "--noprogressbar", *model, *args]
     proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -274,3 +274,45 @@ def test_residual_noise_term_reaches_the_loss(repo_root, tmp_path):
     assert "residual_noise_db" not in logs["plain"]
     assert residual_db < -1.0
     assert loss["residual"] - loss["plain"] == pytest.approx(residual_db, rel=2e-2, abs=2e-2)
+
+
+def test_dnsmos_term_reaches_the_training_loss(repo_root, tmp_path):
+    """With lr ~0 both runs see the same weights and batches, so switching the DNSMOS term on (weight 1)
+    must lower the logged training loss by exactly the logged mean OVRL of the scored items, a MOS in
+    (1, 5); the validation loss (the term is training-only) stays the same."""
+    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
+              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
+              "--save_enhanced=False", "--number_of_epochs=1", "--lr=1e-12"]
+    logs = {}
+    for name, extra in (("plain", []), ("dnsmos", ["--lambda_dnsmos=1.0", "--dnsmos_items=2"])):
+        _run(repo_root, tmp_path / name, *common, *extra)
+        logs[name] = (tmp_path / name / "train_log.txt").read_text()
+    train = {k: float(re.search(r"train loss: ([-0-9.e+]+)", v).group(1)) for k, v in logs.items()}
+    valid = {k: float(re.search(r"valid loss: ([-0-9.e+]+)", v).group(1)) for k, v in logs.items()}
+    ovrl = float(re.search(r"train dnsmos_ovrl: ([-0-9.e+]+)", logs["dnsmos"]).group(1))
+    assert "dnsmos" not in logs["plain"] and 1.0 < ovrl < 5.0
+    assert train["plain"] - train["dnsmos"] == pytest.approx(ovrl, rel=2e-2)
+    assert valid["dnsmos"] == pytest.approx(valid["plain"], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_shipped_default(repo_root, tmp_path):
+    """The bundled default carries a pause floor (an inference setting, a copy of its VAD probe) that a
+    training enhancer has not: --init_enhancer_from leaves it out, says so, and loads the network exactly."""
+    import torch
+
+    folder = repo_root / "speechbrain_dyncp" / "pretrained" / "dyncp_real_base"
+    shipped = torch.load(folder / "enhancer.ckpt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("pause_floor.") for k in shipped)
+    out = tmp_path / "tuned"
+    proc = _run(repo_root, out, "--data_folder=embedded", "--corpus_preset=tiny",
+                f"--corpus_folder={tmp_path / 'corpus'}", "--batch_size=8", "--crop_seconds=0.5",
+                "--use_pesq=False", "--use_stoi=False", "--save_enhanced=False", "--number_of_epochs=1",
+                "--lr=1e-12", f"--init_enhancer_from={folder}",
+                model=["--residual_channels=128", "--hidden_channels=256", "--n_stacks=3", "--gate_hidden=16"])
+    assert "pause floor left out" in proc.stdout + proc.stderr + (out / "log.txt").read_text()
+    (ckpt,) = (out / "save").glob("CKPT+*/enhancer.ckpt")
+    trained = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert not any(k.startswith("pause_floor.") for k in trained)
+    keys = [k for k, v in trained.items() if v.is_floating_point() and "running_" not in k]
+    assert max(float((trained[k] - shipped[k]).abs().max()) for k in keys) < 1e-6
