@@ -115,13 +115,16 @@ class RealMixer:
             k = int(rng.integers(len(self._noises))) if noise_index is None else noise_index
             (noise_name, wav), noise_id = self._noises[k], self.noise_rows[k].get("fine_class", "")
             noise = fit_length(wav, speech.numel(), rng).double()
-            if noise_index is None and len(self._noises) > 1 and rng.random() < self.noise_mix_prob:
+            # each draw only when its option is on: with both at 0 the stream is the one the fixed
+            # valid/test mixtures (and the speaker trial lists) were made with before these options existed
+            if self.noise_mix_prob > 0 and noise_index is None and len(self._noises) > 1 \
+                    and rng.random() < self.noise_mix_prob:
                 other = int(rng.choice([j for j in range(len(self._noises)) if j != k]))
                 extra = fit_length(self._noises[other][1], speech.numel(), rng).double()
                 # not mix_at_snr: an excerpt may be digital silence, which it refuses (a crash mid-epoch)
                 ratio = float(noise.pow(2).mean().sqrt() / extra.pow(2).mean().sqrt().clamp(min=1e-10))
                 noise = noise + extra * ratio * 10 ** (-rng.uniform(0.0, 10.0) / 20)
-            if noise_index is None and rng.random() < self.noise_eq_prob:
+            if self.noise_eq_prob > 0 and noise_index is None and rng.random() < self.noise_eq_prob:
                 noise = random_eq(noise, rng)
             e_speech = speech[span].double().pow(2).mean()
             e_noise = noise[span].pow(2).mean().clamp(min=1e-20)

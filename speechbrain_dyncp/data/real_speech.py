@@ -287,7 +287,9 @@ def prepare_real_speech(shared_data, save_folder, seed: int = 0, skip_prep: bool
     if not shared.is_dir():
         raise FileNotFoundError(f"Real speech folder not found: {shared}")
     check_not_inside(out, [shared])
-    options = {"shared_data": str(shared.resolve()), "seed": seed, "version": 2}
+    # version 3: the fixed mixtures are again those of version 2 as first written (session 4); a corpus
+    # written by the code of sessions 8-12 (noise-diversity draws taken even when off) is rebuilt
+    options = {"shared_data": str(shared.resolve()), "seed": seed, "version": 3}
     if already_done(out, OPTS_FILE, options, outputs.values()):
         logger.info("Real-speech corpus in %s is up to date; skipping preparation", out)
         return outputs

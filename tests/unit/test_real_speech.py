@@ -188,6 +188,22 @@ def test_noise_eq_colours_training_noise_but_never_the_fixed_mixtures(tmp_path):
     assert fixed < 3.0 and np.median(coloured) > 6.0
 
 
+def test_fixed_mixtures_draw_what_the_original_corpus_code_drew(tmp_path):
+    """With noise diversity off (its default, and always for the fixed valid / test mixtures and the speaker
+    trial lists) the mixer takes exactly the random draws of the corpus code that the documented figures were
+    measured with (commit 057a000): conditions, lead-ins and samples below are that code's output. Session 8's
+    noise-diversity options drew even when off and silently changed every fixed mixture of a fresh clone."""
+    mixer = RealMixer(_tone_noises(tmp_path), None, clean_prob=0.2, reverb_prob=0.0)
+    rng = np.random.default_rng(11)
+    clean = 0.3 * torch.sin(torch.arange(8000) * 0.05)
+    drawn = []
+    for _ in range(6):
+        item = mixer(clean, rng=rng)
+        drawn.append((round(float(item["snr"]), 4), item["lead"], round(float(item["noisy"].abs().sum()), 1)))
+    assert drawn == [(-4.1393, 2048, 3480.9), (13.6565, 1024, 287.2), (math.inf, 10496, 605.2),
+                     (11.4723, 10496, 482.9), (2.059, 7680, 1900.7), (-2.5065, 2048, 268.8)]
+
+
 def test_noise_vocabulary():
     assert {noise_class(c) for c in ("cafe_babble", "rain", "fridge_hum", "music_piano", "train_passing")} == {
         "babble_crowd", "water_nature", "machine_hum", "music", "traffic_vehicle"}
