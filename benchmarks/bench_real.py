@@ -119,19 +119,23 @@ def _one_thread_onnxruntime():
     ort.InferenceSession = OneThreadSession
 
 
-def dnsmos_ovrl(wav: np.ndarray) -> float:
+def dnsmos_parts(wav: np.ndarray) -> dict:
+    """DNSMOS P.835 OVRL / SIG / BAK and DNSMOS P.808 (a separate network on log-mel input: the
+    independent check beside P.835 for models trained with the P.835 term, losses/dnsmos.py)."""
     _one_thread_onnxruntime()
     from speechmos import dnsmos
 
-    return float(dnsmos.run(np.clip(wav, -1, 1).astype(np.float32), SR)["ovrl_mos"])
+    r = dnsmos.run(np.clip(wav, -1, 1).astype(np.float32), SR)
+    return {"dnsmos": float(r["ovrl_mos"]), "dnsmos_sig": float(r["sig_mos"]), "dnsmos_bak": float(r["bak_mos"]),
+            "dnsmos_p808": float(r["p808_mos"])}
 
 
 def quality(est: np.ndarray, clean: np.ndarray, full: bool = True) -> dict:
-    """SI-SDR (and PESQ-WB, STOI, DNSMOS OVRL where ``full``) of ``est`` against ``clean``."""
+    """SI-SDR (and PESQ-WB, STOI, DNSMOS P.835 parts and P.808 where ``full``) of ``est`` against ``clean``."""
     e, c = torch.from_numpy(est).float()[None], torch.from_numpy(clean).float()[None]
     out = {"si_sdr": float(si_sdr(e, c)[0])}
     if full:
-        out.update(pesq=pesq_wb(e[0], c[0]), stoi=stoi(e[0], c[0]), dnsmos=dnsmos_ovrl(est))
+        out.update(pesq=pesq_wb(e[0], c[0]), stoi=stoi(e[0], c[0]), **dnsmos_parts(est))
     return out
 
 
@@ -316,7 +320,7 @@ def markdown(summary) -> str:
              + (f", compared with `{summary['compare']}`" if summary.get("compare") else "") + ".", "",
              "| metric | system | " + " | ".join(s.split("_", 1)[1] for s in snrs) + " |",
              "|---|---|" + "---|" * len(snrs)]
-    for metric in ("si_sdr", "pesq", "stoi", "dnsmos"):
+    for metric in ("si_sdr", "pesq", "stoi", "dnsmos", "dnsmos_p808"):
         for s in systems:
             row = q.get(f"{s}|{metric}")
             if row:

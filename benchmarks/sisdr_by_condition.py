@@ -38,7 +38,7 @@ def score(model, rows, dnsmos: bool = False):
     """Mean SI-SDR per ``<room>_<snr>`` and ``all_<snr>``; PESQ on the clean and 20 dB items; with
     ``dnsmos``, DNSMOS OVRL (bench_real.py's function) on the noisy items at <= 10 dB (its target)."""
     if dnsmos:
-        from bench_real import dnsmos_ovrl  # benchmarks/ is on sys.path when this script runs
+        from bench_real import dnsmos_parts  # benchmarks/ is on sys.path when this script runs
     res = defaultdict(list)
     for row in rows:
         noisy, clean = read_audio(row["noisy_wav"], SR).float()[None], read_audio(row["clean_wav"], SR).float()[None]
@@ -51,7 +51,8 @@ def score(model, rows, dnsmos: bool = False):
         if snr in ("clean", "20.0"):
             res[f"all_{snr}|pesq"].append(pesq_wb(est[0], clean[0]))
         if dnsmos and snr in ("10.0", "5.0", "0.0", "-5.0"):
-            res[f"all_{snr}|dnsmos"].append(dnsmos_ovrl(est[0].numpy().astype(np.float64)))
+            for key, value in dnsmos_parts(est[0].numpy().astype(np.float64)).items():
+                res[f"all_{snr}|{key}"].append(value)
     return {k: float(np.nanmean(v)) for k, v in sorted(res.items())}
 
 
@@ -61,7 +62,8 @@ def main(argv=None):
     ap.add_argument("--split", choices=("valid", "test"), default="valid")
     ap.add_argument("--corpus", default=str(REPO / "results/DynCP/real_speech_seed0"))
     ap.add_argument("--attenuation_limit_db", type=float, default=None, help="override the folder's limit")
-    ap.add_argument("--dnsmos", action="store_true", help="also DNSMOS OVRL at 10 / 5 / 0 / -5 dB (about 2x the time)")
+    ap.add_argument("--dnsmos", action="store_true",
+                    help="also DNSMOS P.835 (OVRL, SIG, BAK) and P.808 at 10 / 5 / 0 / -5 dB (about 2x the time)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -79,7 +81,9 @@ def main(argv=None):
         print(room, " ".join(f"{c}: {s[f'{room}_{c}|si_sdr']:.2f}" for c in SNRS if f"{room}_{c}|si_sdr" in s))
     print(f"PESQ clean {s.get('all_clean|pesq', float('nan')):.2f}, 20 dB {s.get('all_20.0|pesq', float('nan')):.2f}")
     if args.dnsmos:
-        print("DNSMOS OVRL", " ".join(f"{c}: {s[f'all_{c}|dnsmos']:.2f}" for c in SNRS if f"all_{c}|dnsmos" in s))
+        for key, name in (("dnsmos", "DNSMOS OVRL"), ("dnsmos_sig", "  SIG"), ("dnsmos_bak", "  BAK"),
+                          ("dnsmos_p808", "DNSMOS P.808")):
+            print(name, " ".join(f"{c}: {s[f'all_{c}|{key}']:.2f}" for c in SNRS if f"all_{c}|{key}" in s))
 
 
 if __name__ == "__main__":
