@@ -116,7 +116,8 @@ class RealMixer:
             (noise_name, wav), noise_id = self._noises[k], self.noise_rows[k].get("fine_class", "")
             noise = fit_length(wav, speech.numel(), rng).double()
             # each draw only when its option is on: with both at 0 the stream is the one the fixed
-            # valid/test mixtures (and the speaker trial lists) were made with before these options existed
+            # valid/test mixtures were made with before these options existed (one generator runs through
+            # all of them, so one extra draw here shifts every later mixture)
             if self.noise_mix_prob > 0 and noise_index is None and len(self._noises) > 1 \
                     and rng.random() < self.noise_mix_prob:
                 other = int(rng.choice([j for j in range(len(self._noises)) if j != k]))

@@ -189,10 +189,10 @@ def test_noise_eq_colours_training_noise_but_never_the_fixed_mixtures(tmp_path):
 
 
 def test_fixed_mixtures_draw_what_the_original_corpus_code_drew(tmp_path):
-    """With noise diversity off (its default, and always for the fixed valid / test mixtures and the speaker
-    trial lists) the mixer takes exactly the random draws of the corpus code that the documented figures were
-    measured with (commit 057a000): conditions, lead-ins and samples below are that code's output. Session 8's
-    noise-diversity options drew even when off and silently changed every fixed mixture of a fresh clone."""
+    """With noise diversity off (its default, and always for the fixed valid / test mixtures) the mixer takes
+    exactly the random draws of the corpus code that the documented figures were measured with (commit
+    057a000): conditions, lead-ins and samples below are that code's output. Session 8's noise-diversity
+    options drew even when off and silently changed every fixed mixture of a fresh clone."""
     mixer = RealMixer(_tone_noises(tmp_path), None, clean_prob=0.2, reverb_prob=0.0)
     rng = np.random.default_rng(11)
     clean = 0.3 * torch.sin(torch.arange(8000) * 0.05)
