@@ -376,6 +376,7 @@ def main(argv=None):
     ap.add_argument("--md", default=None, help="also write the tables as markdown")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    from speechbrain_dyncp.data.manifest import manifest_digest
     from speechbrain_dyncp.data.real_speech import prepare_fit_mixtures, prepare_real_speech
 
     outputs = prepare_real_speech(args.shared_data, args.corpus)
@@ -395,6 +396,7 @@ def main(argv=None):
                 print(f"{i + 1}/{len(rows)} items, {time.time() - t0:.0f} s", flush=True)
     summary = {"model": str(Path(args.model).relative_to(REPO)) if Path(args.model).is_relative_to(REPO) else args.model,
                "compare": args.compare, "n_items": len(records), "threads": 1,
+               "test_digest": manifest_digest(outputs["test"]),  # which mixtures (docs/data.md lists the split's)
                "quality": summarise_quality(records), "probes": summarise_probes(records, fit_rows),
                "compute": summarise_compute(records), "wall_s": round(time.time() - t0, 1)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

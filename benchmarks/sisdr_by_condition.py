@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.data.manifest import manifest_digest
 from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
 from speechbrain_dyncp.metrics.enhancement import pesq_wb, si_sdr
 
@@ -73,10 +74,12 @@ def main(argv=None):
     with open(Path(args.corpus) / f"{args.split}.csv") as fh:
         rows = list(csv.DictReader(fh))
     summary = {"model": args.model, "split": args.split, "n_items": len(rows),
+               "digest": manifest_digest(Path(args.corpus) / f"{args.split}.csv"),  # which mixtures
                "attenuation_limit_db": model.enhancer.attenuation_limit_db, "scores": score(model, rows, args.dnsmos)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1))
     s = summary["scores"]
+    print(f"{args.split} mixtures {summary['digest']}")
     for room in ("all", "dry", "rev"):
         print(room, " ".join(f"{c}: {s[f'{room}_{c}|si_sdr']:.2f}" for c in SNRS if f"{room}_{c}|si_sdr" in s))
     print(f"PESQ clean {s.get('all_clean|pesq', float('nan')):.2f}, 20 dB {s.get('all_20.0|pesq', float('nan')):.2f}")

@@ -1,11 +1,12 @@
 """Shared plumbing of the data-preparation functions: CSV writing, skip logic,
-bad-file reports and the "never write into the source" guard.
+bad-file reports, the "never write into the source" guard and split fingerprints.
 
 Authors
  * speechbrain-dyncp contributors
 """
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -87,3 +88,26 @@ def report_skipped(save_folder: Path, skipped: List[tuple], name: str = "skipped
     if skipped:
         logger.warning("%d unusable file(s) skipped; see %s", len(skipped), path)
     return path
+
+
+def manifest_digest(path: Path, columns: Sequence[str] = ("noisy_wav", "clean_wav")) -> str:
+    """Fingerprint of a manifest's audio: SHA-256 (first 16 hex digits) over its IDs and the bytes of the
+    files in ``columns``, in ID order. Benchmarks store it beside their figures, so a figure names the exact
+    mixtures it was measured on (two preparations of the same split give the same digest).
+
+    Example
+    -------
+    >>> d = getfixture("tmp_path")
+    >>> _ = (d / "a.wav").write_bytes(b"RIFF1"), (d / "b.wav").write_bytes(b"RIFF2")
+    >>> _ = write_csv(d / "m.csv", ["ID", "noisy_wav"], [("u2", d / "b.wav"), ("u1", d / "a.wav")])
+    >>> before = manifest_digest(d / "m.csv", ("noisy_wav",))
+    >>> _ = (d / "a.wav").write_bytes(b"RIFF3")
+    >>> len(before), before == manifest_digest(d / "m.csv", ("noisy_wav",))
+    (16, False)
+    """
+    digest = hashlib.sha256()
+    for row in sorted(read_csv(Path(path)), key=lambda r: r["ID"]):
+        digest.update(row["ID"].encode())
+        for column in columns:
+            digest.update(Path(row[column]).read_bytes())
+    return digest.hexdigest()[:16]

@@ -204,6 +204,18 @@ def test_fixed_mixtures_draw_what_the_original_corpus_code_drew(tmp_path):
                      (11.4723, 10496, 482.9), (2.059, 7680, 1900.7), (-2.5065, 2048, 268.8)]
 
 
+def test_a_second_preparation_gives_the_same_mixtures(prepared, mini_shared, tmp_path):
+    """Same files and seed, another folder: byte-identical valid / test mixtures (manifest_digest); another
+    seed: other mixtures. The digests are what bench_real.py stores beside its figures."""
+    from speechbrain_dyncp.data.manifest import manifest_digest
+
+    out, _ = prepared
+    again = prepare_real_speech(mini_shared, tmp_path / "again", seed=3)
+    other = prepare_real_speech(mini_shared, tmp_path / "other", seed=4)
+    for split in ("valid", "test"):
+        assert manifest_digest(again[split]) == manifest_digest(out[split]) != manifest_digest(other[split])
+
+
 def test_noise_vocabulary():
     assert {noise_class(c) for c in ("cafe_babble", "rain", "fridge_hum", "music_piano", "train_passing")} == {
         "babble_crowd", "water_nature", "machine_hum", "music", "traffic_vehicle"}
