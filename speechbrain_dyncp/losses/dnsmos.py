@@ -47,8 +47,8 @@ def speechmos_model_path() -> str:
     """Path of the DNSMOS P.835 ONNX file inside the installed ``speechmos`` package."""
     try:
         import speechmos
-    except ImportError as exc:  # the [bench] extra installs it
-        raise ImportError("DNSMOS needs the 'speechmos' package: pip install -e '.[bench]'") from exc
+    except ImportError as exc:  # the [perceptual] (and [bench]) extra installs it
+        raise ImportError("DNSMOS needs the 'speechmos' package: pip install -e '.[perceptual]'") from exc
     return os.path.join(os.path.dirname(speechmos.__file__), "dnsmos_models", "sig_bak_ovr.onnx")
 
 
