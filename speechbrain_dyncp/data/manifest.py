@@ -47,20 +47,27 @@ def read_csv(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _with_folder(save_folder: Path, options: dict) -> dict:
+    # manifests hold absolute paths: a moved or copied folder must be prepared again, not trusted (its rows
+    # would point at the old place, or at nothing)
+    return {**options, "save_folder": str(Path(save_folder).resolve())}
+
+
 def already_done(save_folder: Path, opts_name: str, options: dict, outputs: Sequence[Path]) -> bool:
-    """True when every output exists and the saved options equal ``options``."""
+    """True when every output exists and the saved options equal ``options`` (and the folder has not moved)."""
     opts_file = Path(save_folder) / opts_name
     if not opts_file.exists() or not all(Path(p).exists() for p in outputs):
         return False
     try:
-        return json.loads(opts_file.read_text()) == json.loads(json.dumps(options))
+        return json.loads(opts_file.read_text()) == json.loads(json.dumps(_with_folder(save_folder, options)))
     except json.JSONDecodeError:
         return False
 
 
 def save_options(save_folder: Path, opts_name: str, options: dict) -> None:
-    """Record the options (written last, so a crash mid-prep is redone)."""
-    (Path(save_folder) / opts_name).write_text(json.dumps(options, indent=2, sort_keys=True))
+    """Record the options and the folder's own path (written last, so a crash mid-prep is redone)."""
+    (Path(save_folder) / opts_name).write_text(json.dumps(_with_folder(save_folder, options), indent=2,
+                                                          sort_keys=True))
 
 
 def check_not_inside(save_folder: Path, sources: Sequence[Path]) -> None:

@@ -216,6 +216,17 @@ def test_a_second_preparation_gives_the_same_mixtures(prepared, mini_shared, tmp
         assert manifest_digest(again[split]) == manifest_digest(out[split]) != manifest_digest(other[split])
 
 
+def test_a_moved_corpus_is_prepared_again_not_trusted(mini_shared, tmp_path):
+    """Manifests hold absolute paths: after the folder moves, preparing into its new place must rewrite them
+    (the skip-if-done check would otherwise keep rows that point at the old place)."""
+    prepare_real_speech(mini_shared, tmp_path / "a", seed=3)
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = prepare_real_speech(mini_shared, tmp_path / "b", seed=3)
+    rows = _rows(moved["test"])
+    assert rows and all(Path(r["noisy_wav"]).is_file() and (tmp_path / "b") in Path(r["noisy_wav"]).parents
+                        for r in rows)
+
+
 def test_noise_vocabulary():
     assert {noise_class(c) for c in ("cafe_babble", "rain", "fridge_hum", "music_piano", "train_passing")} == {
         "babble_crowd", "water_nature", "machine_hum", "music", "traffic_vehicle"}
