@@ -63,8 +63,9 @@ EXTRAS = {
     "metrics": ["pesq==0.0.4", "pystoi>=0.4"],
     "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     "shards": ["webdataset>=0.2.86"],
-    # DNSMOS P.835's ONNX model as a differentiable training term (losses/dnsmos.py)
-    "perceptual": ["speechmos>=0.0.1", "onnx>=1.16"],
+    # DNSMOS P.835's ONNX model as a differentiable training term (losses/dnsmos.py); speechmos declares
+    # no requirements but its dnsmos module imports librosa, onnxruntime and requests
+    "perceptual": ["speechmos>=0.0.1", "librosa>=0.10", "onnx>=1.16", "onnxruntime>=1.18", "requests>=2"],
     "test": ["pytest>=7", "pytest-timeout>=2.2", "hypothesis>=6.100"],
     # the tools the enhancer and probes are compared with (benchmarks/bench_probes.py, bench_real.py)
     "bench": ["librosa>=0.10", "webrtcvad-wheels>=2.0.14", "silero-vad>=5.1", "torchcrepe>=0.0.23",
