@@ -13,6 +13,16 @@ import pytest
 SMALL_MODEL = ["--residual_channels=64", "--hidden_channels=128", "--n_stacks=2", "--gate_hidden=32"]
 
 
+def _tiny(tmp_path, *extra):
+    """The embedded tiny corpus (built once under ``tmp_path``), short crops, no PESQ / STOI / wav output."""
+    return ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
+            "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
+            "--save_enhanced=False", *extra]
+
+
+FROZEN = ("--number_of_epochs=1", "--lr=1e-12")  # one epoch at lr ~0: the weights stay what they started as
+
+
 def _run(repo_root, out, *args, timeout=600, model=SMALL_MODEL):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     cmd = [sys.executable, "recipes/DynCP/train.py", "hparams/DynCP/train.yaml", f"--output_folder={out}",
@@ -45,9 +55,7 @@ def test_gated_training_improves_si_sdr_at_target_ratio(repo_root, tiny_corpus, 
 def test_recipe_builds_embedded_corpus_and_resumes(repo_root, tmp_path):
     """A second call with more epochs continues from the checkpoint instead of restarting."""
     out = tmp_path / "run"
-    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
-              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
-              "--save_enhanced=False"]
+    common = _tiny(tmp_path)
     _run(repo_root, out, *common, "--number_of_epochs=2")
     first = (out / "train_log.txt").read_text()
     assert re.findall(r"^epoch: (\d+)", first, re.M) == ["1", "2"]
@@ -223,9 +231,7 @@ def test_fine_tuning_starts_from_a_model_folder(repo_root, tmp_path):
     import torch
 
     folder = repo_root / "speechbrain_dyncp" / "pretrained" / "dyncp_synthetic_small"
-    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
-              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
-              "--save_enhanced=False", "--number_of_epochs=1", "--lr=1e-12"]
+    common = _tiny(tmp_path, *FROZEN)
     shipped = torch.load(folder / "enhancer.ckpt", map_location="cpu", weights_only=True)
 
     def max_diff(out):
@@ -247,9 +253,7 @@ def test_fine_tuning_starts_from_a_model_folder(repo_root, tmp_path):
 def test_low_snr_boost_reaches_the_waveform_term(repo_root, tmp_path):
     """With lr ~0 the weights stay put, so a boost that covers every item (pivot 200 dB: weight 1 + 9)
     must multiply the logged validation waveform term by exactly 10."""
-    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
-              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
-              "--save_enhanced=False", "--number_of_epochs=1", "--lr=1e-12", "--lambda_si_sdr=0.1"]
+    common = _tiny(tmp_path, *FROZEN, "--lambda_si_sdr=0.1")
     terms = []
     for name, extra in (("plain", []), ("boost", ["--si_sdr_low_snr_boost=9.0", "--si_sdr_low_snr_db=200.0"])):
         _run(repo_root, tmp_path / name, *common, *extra)
@@ -262,9 +266,7 @@ def test_residual_noise_term_reaches_the_loss(repo_root, tmp_path):
     """With lr ~0 the weights stay put, so switching the residual-noise term on (weight 1) must add
     exactly the logged residual-noise level to the validation loss; a sigmoid mask (< 1 everywhere)
     lets through less noise than there is, so that level is negative."""
-    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
-              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
-              "--save_enhanced=False", "--number_of_epochs=1", "--lr=1e-12"]
+    common = _tiny(tmp_path, *FROZEN)
     logs = {}
     for name, extra in (("plain", []), ("residual", ["--lambda_residual_noise=1.0"])):
         _run(repo_root, tmp_path / name, *common, *extra)
@@ -280,9 +282,7 @@ def test_dnsmos_term_reaches_the_training_loss(repo_root, tmp_path):
     """With lr ~0 both runs see the same weights and batches, so switching the DNSMOS term on (weight 1)
     must lower the logged training loss by exactly the logged mean OVRL of the scored items, a MOS in
     (1, 5); the validation loss (the term is training-only) stays the same."""
-    common = ["--data_folder=embedded", "--corpus_preset=tiny", f"--corpus_folder={tmp_path / 'corpus'}",
-              "--batch_size=8", "--crop_seconds=0.5", "--use_pesq=False", "--use_stoi=False",
-              "--save_enhanced=False", "--number_of_epochs=1", "--lr=1e-12"]
+    common = _tiny(tmp_path, *FROZEN)
     logs = {}
     for name, extra in (("plain", []), ("dnsmos", ["--lambda_dnsmos=1.0", "--dnsmos_items=2"])):
         _run(repo_root, tmp_path / name, *common, *extra)
@@ -305,10 +305,7 @@ def test_fine_tuning_starts_from_the_shipped_default(repo_root, tmp_path):
     shipped = torch.load(folder / "enhancer.ckpt", map_location="cpu", weights_only=True)
     assert any(k.startswith("pause_floor.") for k in shipped)
     out = tmp_path / "tuned"
-    proc = _run(repo_root, out, "--data_folder=embedded", "--corpus_preset=tiny",
-                f"--corpus_folder={tmp_path / 'corpus'}", "--batch_size=8", "--crop_seconds=0.5",
-                "--use_pesq=False", "--use_stoi=False", "--save_enhanced=False", "--number_of_epochs=1",
-                "--lr=1e-12", f"--init_enhancer_from={folder}",
+    proc = _run(repo_root, out, *_tiny(tmp_path, *FROZEN, f"--init_enhancer_from={folder}"),
                 model=["--residual_channels=128", "--hidden_channels=256", "--n_stacks=3", "--gate_hidden=16"])
     assert "pause floor left out" in proc.stdout + proc.stderr + (out / "log.txt").read_text()
     (ckpt,) = (out / "save").glob("CKPT+*/enhancer.ckpt")
