@@ -58,18 +58,19 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.7",
 ]
 
+# speechmos declares no requirements, but its dnsmos module imports librosa, onnxruntime and requests
+SPEECHMOS = ["speechmos>=0.0.1", "librosa>=0.10", "onnxruntime>=1.18", "requests>=2"]
+
 EXTRAS = {
     "ssl": ["transformers>=4.57,<6"],
     "metrics": ["pesq==0.0.4", "pystoi>=0.4"],
     "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     "shards": ["webdataset>=0.2.86"],
-    # DNSMOS P.835's ONNX model as a differentiable training term (losses/dnsmos.py); speechmos declares
-    # no requirements but its dnsmos module imports librosa, onnxruntime and requests
-    "perceptual": ["speechmos>=0.0.1", "librosa>=0.10", "onnx>=1.16", "onnxruntime>=1.18", "requests>=2"],
+    # DNSMOS P.835's ONNX model as a differentiable training term (losses/dnsmos.py)
+    "perceptual": [*SPEECHMOS, "onnx>=1.16"],
     "test": ["pytest>=7", "pytest-timeout>=2.2", "hypothesis>=6.100"],
     # the tools the enhancer and probes are compared with (benchmarks/bench_probes.py, bench_real.py)
-    "bench": ["librosa>=0.10", "webrtcvad-wheels>=2.0.14", "silero-vad>=5.1", "torchcrepe>=0.0.23",
-              "pyrnnoise>=0.4", "speechmos>=0.0.1"],
+    "bench": ["webrtcvad-wheels>=2.0.14", "silero-vad>=5.1", "torchcrepe>=0.0.23", "pyrnnoise>=0.4", *SPEECHMOS],
 }
 EXTRAS["all"] = sorted({r for rs in EXTRAS.values() for r in rs})
 

@@ -37,7 +37,8 @@ SNRS = ("clean", "20.0", "10.0", "5.0", "0.0", "-5.0")
 
 def score(model, rows, dnsmos: bool = False):
     """Mean SI-SDR per ``<room>_<snr>`` and ``all_<snr>``; PESQ on the clean and 20 dB items; with
-    ``dnsmos``, DNSMOS OVRL (bench_real.py's function) on the noisy items at <= 10 dB (its target)."""
+    ``dnsmos``, DNSMOS P.835 OVRL / SIG / BAK and P.808 (bench_real.py's ``dnsmos_parts``) on the noisy
+    items at <= 10 dB (the DNSMOS target's SNRs)."""
     if dnsmos:
         from bench_real import dnsmos_parts  # benchmarks/ is on sys.path when this script runs
     res = defaultdict(list)
