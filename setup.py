@@ -56,6 +56,8 @@ INSTALL_REQUIRES = [
     "scipy>=1.10",
     "tqdm>=4.60",
     "matplotlib>=3.7",
+    # the WebRTC VAD that the bundled speaker models' GE2E member trims pauses with (lobes/ge2e.py)
+    "webrtcvad-wheels>=2.0.14",
 ]
 
 # speechmos declares no requirements, but its dnsmos module imports librosa, onnxruntime and requests
@@ -70,7 +72,7 @@ EXTRAS = {
     "perceptual": [*SPEECHMOS, "onnx>=1.16"],
     "test": ["pytest>=7", "pytest-timeout>=2.2", "hypothesis>=6.100"],
     # the tools the enhancer and probes are compared with (benchmarks/bench_probes.py, bench_real.py)
-    "bench": ["webrtcvad-wheels>=2.0.14", "silero-vad>=5.1", "torchcrepe>=0.0.23", "pyrnnoise>=0.4", *SPEECHMOS],
+    "bench": ["silero-vad>=5.1", "torchcrepe>=0.0.23", "pyrnnoise>=0.4", *SPEECHMOS],
 }
 EXTRAS["all"] = sorted({r for rs in EXTRAS.values() for r in rs})
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Join trained speaker model folders into one folder whose embedding is their equal-weight fusion.
+"""Join trained speaker model folders into one folder whose embedding is their (weighted) fusion.
 
 Usage::
 
-    python recipes/VoxCeleb/make_ensemble.py --members <model_a> <model_b> --out <folder>
+    python recipes/VoxCeleb/make_ensemble.py --members <model_a> <model_b> --out <folder> \\
+        [--ge2e_weight 0.3 [--ge2e_file resemblyzer/pretrained.pt]]
 
 Each member is a folder exported by ``train_speaker.py`` (``hyperparams.yaml``,
 ``embedding_model.ckpt``, ``mean_var_norm.ckpt``). The members must share their feature
@@ -11,7 +12,10 @@ front-end (``sample_rate``, ``compute_features`` and ``mean_var_norm`` define th
 computes the features once. The output's ``embedding_model`` is a
 :class:`speechbrain_dyncp.lobes.embedding_ensemble.EmbeddingEnsemble` of the members; it has no
 classifier (the members' speaker sets need not agree), so it is a verification / embedding
-model, not a Grad-W speaker network E. Then give it a cohort and a threshold on dev trials
+model, not a Grad-W speaker network E. ``--ge2e_weight W`` adds Resemblyzer's published GE2E
+encoder (:class:`speechbrain_dyncp.lobes.ge2e.GE2EEncoder`, its own 40-band features) as a
+:class:`~speechbrain_dyncp.lobes.embedding_ensemble.WaveformMembers` member: the joint cosine is
+``(1 - W) x`` the members' mean cosine ``+ W x`` GE2E's. Then give it a cohort and a threshold on dev trials
 with ``verify.py --model_dir=<folder> --store_backend=as-norm`` as for any speaker folder.
 
 Authors
@@ -20,6 +24,7 @@ Authors
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -31,6 +36,8 @@ from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 
 MODULE_BLOCKS = ("compute_features", "mean_var_norm")  # shared by every member: the joint model computes them once
 ENSEMBLE = "speechbrain_dyncp.lobes.embedding_ensemble.EmbeddingEnsemble"
+WAVEFORM_MEMBERS = "speechbrain_dyncp.lobes.embedding_ensemble.WaveformMembers"
+GE2E = "speechbrain_dyncp.lobes.ge2e.GE2EEncoder"
 
 
 def member_definitions(folder: Path) -> dict:
@@ -52,9 +59,14 @@ def member_entry(tag: str, kwargs: dict) -> str:
     return "\n".join([f"        - {tag}"] + [f"          {k}: {json.dumps(v)}" for k, v in kwargs.items()])
 
 
-def make_ensemble(members, out) -> Path:
-    """Write the joint model folder ``out`` from member folders; returns its path."""
+def make_ensemble(members, out, ge2e_weight: float = 0.0, ge2e_file=None) -> Path:
+    """Write the joint model folder ``out`` from member folders (plus, with ``ge2e_weight`` > 0, Resemblyzer's
+    GE2E encoder from ``ge2e_file``, default the installed wheel's); returns its path."""
+    if not 0.0 <= ge2e_weight < 1.0:
+        raise ValueError(f"ge2e_weight {ge2e_weight} must be in [0, 1)")
     out, members = Path(out), [Path(m) for m in members]
+    if len(members) == 1:  # one folder (itself perhaps a fusion): its model as it is, without its backend
+        return copy_model(members[0], out, ge2e_weight, ge2e_file)
     defs = []
     for m in members:
         missing = [f for f in ("hyperparams.yaml", "embedding_model.ckpt") if not (m / f).is_file()]
@@ -91,16 +103,58 @@ def make_ensemble(members, out) -> Path:
     torch.save(state, out / "embedding_model.ckpt")
     if norm:
         shutil.copy(members[0] / "mean_var_norm.ckpt", out / "mean_var_norm.ckpt")
+    (out / "waveform_members.ckpt").unlink(missing_ok=True)
+    if ge2e_weight:
+        add_ge2e(out, ge2e_weight, ge2e_file)
     load_speaker_embedder(out)  # strict load: every member weight has its place
     return out
+
+
+def copy_model(folder: Path, out: Path, ge2e_weight: float = 0.0, ge2e_file=None) -> Path:
+    """``folder``'s model (hyperparams up to its verification backend, weights) in ``out``, plus GE2E if asked."""
+    text = (folder / "hyperparams.yaml").read_text().split("\n# --- verification backend")[0].rstrip("\n") + "\n"
+    text = re.sub(r"(?m)^ +cohort: !ref <cohort>\n", "", text)  # the backend's module and loadable
+    if "waveform_members" in text:
+        raise ValueError(f"{folder} already has waveform_members; give its own members instead")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hyperparams.yaml").write_text(text)
+    for name in ("embedding_model.ckpt", "mean_var_norm.ckpt"):
+        if (folder / name).is_file():
+            shutil.copy(folder / name, out / name)
+    if ge2e_weight:
+        add_ge2e(out, ge2e_weight, ge2e_file)
+    load_speaker_embedder(out)
+    return out
+
+
+def add_ge2e(folder: Path, weight: float, ge2e_file=None):
+    """Give the speaker folder written above Resemblyzer's GE2E encoder as a waveform member with ``weight``."""
+    from speechbrain_dyncp.lobes.ge2e import GE2EEncoder
+
+    hp = folder / "hyperparams.yaml"
+    text = hp.read_text()
+    if "\nmodules:\n" not in text or "\n    loadables:\n" not in text:
+        raise ValueError(f"{hp}: no modules / pretrainer loadables to extend")
+    block = (f"# Resemblyzer's GE2E encoder (Apache-2.0; lobes/ge2e.py), {weight!r} of the joint cosine\n"
+             f"waveform_members: !new:{WAVEFORM_MEMBERS}\n    members:\n        - !new:{GE2E}\n"
+             f"    weights: [{1 - weight!r}, {weight!r}]\n")
+    text = text.replace("\nmodules:\n", f"\n{block}modules:\n    waveform_members: !ref <waveform_members>\n", 1)
+    text = text.replace("\n    loadables:\n", "\n    loadables:\n        waveform_members: !ref <waveform_members>\n", 1)
+    hp.write_text(text)
+    ge2e = GE2EEncoder().load_resemblyzer(ge2e_file)
+    torch.save({f"members.0.{k}": v for k, v in ge2e.state_dict().items()}, folder / "waveform_members.ckpt")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--members", nargs="+", required=True, help="speaker model folders (train_speaker.py exports)")
     ap.add_argument("--out", required=True, help="the joint model folder to write")
+    ap.add_argument("--ge2e_weight", type=float, default=0.0,
+                    help="add Resemblyzer's GE2E encoder with this weight of the joint cosine (0: none)")
+    ap.add_argument("--ge2e_file", default=None, help="its weights (default: the installed resemblyzer wheel's "
+                    "pretrained.pt; pip install --no-deps resemblyzer)")
     args = ap.parse_args(argv)
-    print(make_ensemble(args.members, args.out))
+    print(make_ensemble(args.members, args.out, args.ge2e_weight, args.ge2e_file))
 
 
 if __name__ == "__main__":

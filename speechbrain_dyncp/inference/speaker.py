@@ -7,6 +7,8 @@ folder's ``hyperparams.yaml``:
 
 * ``enhancer`` (optional module): a waveform front-end (e.g. a Grad-W-trained
   DynCP enhancer) applied before the features;
+* ``waveform_members`` (optional module): speaker embedders with their own features
+  (e.g. a GE2E encoder), fused with ``embedding_model``'s embedding;
 * ``cohort`` (optional :class:`EmbeddingCohort` loadable): embeddings for
   adaptive s-norm (``score_norm: as-norm``, ``cohort_top_k``);
 * ``threshold``: the decision threshold calibrated on held-out trials (the
@@ -102,6 +104,8 @@ class DynCPSpeakerRecognition(StrictPretrained, SpeakerRecognition):
         if "mean_var_norm" in self.mods:
             feats = self.mods.mean_var_norm(feats, wav_lens)
         emb = self.mods.embedding_model(feats, wav_lens)
+        if "waveform_members" in self.mods:  # embedders with their own features (lobes/embedding_ensemble.py)
+            emb = self.mods.waveform_members(emb, wavs, wav_lens)
         if normalize and "mean_var_norm_emb" in self.mods:  # as SpeechBrain's EncoderClassifier.encode_batch
             emb = self.mods.mean_var_norm_emb(emb, torch.ones(emb.shape[0], device=self.device))
         return emb.reshape(emb.shape[0], 1, -1)

@@ -49,6 +49,9 @@ class SpeakerEmbedder(nn.Module):
         (e.g. ``DynCPEnhancer``).
     feat_frontend : nn.Module, optional
         Applied to the normalised features, ``(feats, lens) -> feats``.
+    waveform_members : WaveformMembers, optional
+        Embedders with their own features, fused with ``embedding_model``'s embedding
+        (:class:`speechbrain_dyncp.lobes.embedding_ensemble.WaveformMembers`).
 
     Padding: lengths reach the normaliser and the network's pooling, and
     padded frames are zeroed, but the convolutions' context at the end of a
@@ -66,8 +69,10 @@ class SpeakerEmbedder(nn.Module):
     torch.Size([2, 8])
     """
 
-    def __init__(self, compute_features, mean_var_norm, embedding_model, wav_frontend=None, feat_frontend=None):
+    def __init__(self, compute_features, mean_var_norm, embedding_model, wav_frontend=None, feat_frontend=None,
+                 waveform_members=None):
         super().__init__()
+        self.waveform_members = waveform_members
         self.compute_features = compute_features
         self.mean_var_norm = mean_var_norm
         self.embedding_model = embedding_model
@@ -89,6 +94,8 @@ class SpeakerEmbedder(nn.Module):
         if self.feat_frontend is not None:
             feats = self.feat_frontend(feats, lens)
         emb = self.embedding_model(feats, lens)
+        if self.waveform_members is not None:
+            emb = self.waveform_members(emb, wavs, lens)
         return emb.reshape(emb.shape[0], -1)
 
 
@@ -110,17 +117,19 @@ def load_speaker_embedder(model_dir: Union[str, os.PathLike], device: str = "cpu
     SpeakerEmbedder
         In eval mode; weights loaded strictly (a mismatch raises).
     """
-    hp = _load_model_folder(model_dir, ["embedding_model"])
+    hp = _load_model_folder(model_dir, ["embedding_model"], optional=["waveform_members"])
     norm = hp.get("mean_var_norm")
     if norm is not None and (Path(model_dir) / "mean_var_norm.ckpt").is_file():
         norm._load(Path(model_dir) / "mean_var_norm.ckpt")
     model = hp["embedding_model"]
-    return SpeakerEmbedder(hp["compute_features"], norm, model, **frontends).to(device).eval()
+    return SpeakerEmbedder(hp["compute_features"], norm, model, waveform_members=hp.get("waveform_members"),
+                           **frontends).to(device).eval()
 
 
 def _load_model_folder(model_dir: Union[str, os.PathLike], modules: Sequence[str],
-                       extra_files: Sequence[str] = ()) -> dict:
-    """The hparams of a ``train_speaker.py`` model folder with ``<module>.ckpt`` loaded strictly into each module.
+                       extra_files: Sequence[str] = (), optional: Sequence[str] = ()) -> dict:
+    """The hparams of a ``train_speaker.py`` model folder with ``<module>.ckpt`` loaded strictly into each module
+    (and into each ``optional`` module the hparams define).
 
     A missing file is a ``FileNotFoundError`` naming every missing one; a weight
     mismatch raises (unlike SpeechBrain's Pretrainer).
@@ -133,7 +142,11 @@ def _load_model_folder(model_dir: Union[str, os.PathLike], modules: Sequence[str
                                 "recipes/VoxCeleb/train_speaker.py (it exports <output_folder>/model)")
     with open(model_dir / MODEL_HPARAMS) as fh:
         hp = load_hyperpyyaml(fh)
-    for key in modules:
+    present = [k for k in optional if k in hp]
+    lacking = [f"{k}.ckpt" for k in present if not (model_dir / f"{k}.ckpt").is_file()]
+    if lacking:
+        raise FileNotFoundError(f"Speaker model folder {model_dir} defines but lacks {lacking}")
+    for key in [*modules, *present]:
         state = torch.load(model_dir / f"{key}.ckpt", map_location="cpu", weights_only=True)
         hp[key].load_state_dict(state, strict=True)
     return hp

@@ -75,3 +75,38 @@ def test_members_are_read_by_meaning_not_text(repo_root, tmp_path):
     x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(2)) * 0.1
     with torch.no_grad():
         assert torch.equal(load_speaker_embedder(joint)(x), load_speaker_embedder(plain)(x))
+
+
+def test_a_ge2e_member_joins_with_its_weight(repo_root, tmp_path):
+    """``--ge2e_weight w``: the joint cosine is (1 - w) x the ECAPA fusion's + w x GE2E's, in both speaker
+    interfaces; a folder that already has a backend is copied without it, and one with GE2E is not nested."""
+    from speechbrain_dyncp.inference.speaker import add_verification_backend
+    from speechbrain_dyncp.lobes.ge2e import GE2EEncoder
+
+    a, b = _members(tmp_path)
+    recipe = _recipe(repo_root)
+    ens = recipe.make_ensemble([a, b], tmp_path / "ens")
+    add_verification_backend(ens, torch.randn(5, 32), 0.5)  # a cohort and threshold the copy must drop
+    torch.manual_seed(3)
+    ge2e = GE2EEncoder(trim_silence=False)
+    torch.save({"model_state": ge2e.state_dict()}, tmp_path / "pretrained.pt")  # Resemblyzer's file layout
+    out = recipe.make_ensemble([ens], tmp_path / "x3", ge2e_weight=0.3, ge2e_file=tmp_path / "pretrained.pt")
+    assert "cohort" not in (out / "hyperparams.yaml").read_text()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 24000, generator=g) * 0.1
+    cos = lambda u, v: float(torch.nn.functional.cosine_similarity(u.flatten(), v.flatten(), dim=0))
+    with torch.no_grad():
+        ecapa = load_speaker_embedder(ens)
+        # the folder's GE2E trims pauses; noise has none to trim, so the untrimmed twin gives the same
+        c_ecapa, c_ge2e = cos(ecapa(x[None]), ecapa(y[None])), cos(ge2e(x[None]), ge2e(y[None]))
+        joint = load_speaker_embedder(out)
+        assert cos(joint(x[None]), joint(y[None])) == pytest.approx(0.7 * c_ecapa + 0.3 * c_ge2e, abs=1e-5)
+        model = load_speaker_model(out)
+        assert model.encode_batch(x[None]).shape[-1] == 32 + 256
+        assert cos(model.encode_batch(x[None]), model.encode_batch(y[None])) == pytest.approx(
+            0.7 * c_ecapa + 0.3 * c_ge2e, abs=1e-5)
+    assert abs(c_ecapa - c_ge2e) > 1e-3  # the weights matter
+    with pytest.raises(ValueError, match="already has waveform_members"):
+        recipe.make_ensemble([out], tmp_path / "x4", ge2e_weight=0.3, ge2e_file=tmp_path / "pretrained.pt")
+    with pytest.raises(ValueError, match=r"ge2e_weight 1.0 must be in \[0, 1\)"):
+        recipe.make_ensemble([ens], tmp_path / "x5", ge2e_weight=1.0)
