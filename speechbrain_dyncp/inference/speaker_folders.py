@@ -54,10 +54,12 @@ def resolve_speaker_source(model) -> Path:
                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from exc
 
 
-DEFAULT_SPEAKER_MODEL = "ecapa_real_small_x2"  # speechbrain_dyncp/pretrained/<this>, when bundled (two fused ECAPAs)
-# the same fusion with member 1 trained on the bundled SV front-end's output (docs/speaker_real.md): what
+# speechbrain_dyncp/pretrained/<this>, when bundled: two small ECAPAs trained on the real speech of
+# ../shared/data fused with Resemblyzer's published GE2E encoder (session 14; its model card)
+DEFAULT_SPEAKER_MODEL = "speaker_real_fusion"
+# the same with ECAPA member 1 trained on the bundled SV front-end's output (docs/speaker_real.md): what
 # ``--front-end`` (that front-end) embeds with when no --model is given
-FRONT_END_SPEAKER_MODEL = "ecapa_real_small_x2_fe"
+FRONT_END_SPEAKER_MODEL = "speaker_real_fusion_fe"
 
 
 def speaker_model_folder(model=None, front_end=None) -> Path:

@@ -1,4 +1,4 @@
-"""The bundled default speaker model (speechbrain_dyncp/pretrained/ecapa_real_small_x2, issue 17):
+"""The bundled default speaker model (speechbrain_dyncp/pretrained/speaker_real_fusion, issue 17):
 small, no audio inside, loads offline, and ``dyncp verify`` without ``--model`` uses its calibration."""
 
 import itertools
@@ -17,7 +17,7 @@ from speechbrain_dyncp.verification.calibration import QualityCalibrator
 def test_bundle_is_small_without_audio_and_has_its_backend():
     folder = speaker_model_folder(None)
     files = list(folder.iterdir())
-    assert sum(f.stat().st_size for f in files) < 10 * 2 ** 20
+    assert sum(f.stat().st_size for f in files) < 16 * 2 ** 20  # two small ECAPAs + GE2E: 12 MB
     assert not [f for f in files if f.suffix.lower() in (".wav", ".flac", ".mp3", ".ogg", ".npz")]
     assert {"hyperparams.yaml", "embedding_model.ckpt", "cohort.ckpt", "calibration.json", "README.md"} \
         <= {f.name for f in files}
@@ -26,9 +26,14 @@ def test_bundle_is_small_without_audio_and_has_its_backend():
     assert QualityCalibrator.load(folder).measures == ["snr_db", "speech_frac", "log_speech_s"]
 
 
-def test_bundle_fuses_the_bundled_single_ecapa_with_a_second_member():
-    """As its model card says: member 0 is ecapa_real_small (Grad-W's E), member 1 another ECAPA."""
-    folder = speaker_model_folder(None)
+@pytest.mark.parametrize("front_end", [None, "dyncp_sv_frontend"])
+def test_bundle_fuses_the_bundled_single_ecapa_with_a_second_member_and_ge2e(front_end):
+    """As the model cards say: ECAPA member 0 is ecapa_real_small (Grad-W's E), member 1 another ECAPA, and
+    Resemblyzer's GE2E encoder (tests/unit/test_ge2e.py) holds half of the joint cosine."""
+    folder = speaker_model_folder(None, front_end)
+    assert folder.name == ("speaker_real_fusion_fe" if front_end else "speaker_real_fusion")
+    members = load_speaker_model(folder).mods["waveform_members"]
+    assert members.weights == [0.5, 0.5] and type(members.members[0]).__name__ == "GE2EEncoder"
     state = torch.load(folder / "embedding_model.ckpt", weights_only=True)
     single = torch.load(folder.parent / "ecapa_real_small" / "embedding_model.ckpt", weights_only=True)
     assert {k.split(".")[1] for k in state} == {"0", "1"}
