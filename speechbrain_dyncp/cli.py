@@ -22,6 +22,7 @@ from typing import List, Optional
 
 logger = logging.getLogger("dyncp")
 
+from speechbrain_dyncp.data.audio import SILENCE_PEAK  # noqa: E402 (digital silence, shared with the speaker models)
 # Model loading lives in the library (inference/loading.py); re-exported for callers of the CLI module.
 from speechbrain_dyncp.inference.loading import DEFAULT_ENHANCER, bundled_model_dir, load_enhancer  # noqa: E402,F401
 # The --probes files are written per probe head (probes/outputs.py); re-exported for callers of the CLI module.
@@ -90,7 +91,6 @@ def _output_paths(inputs: List[Path], out_dir: Path, sides=()):
     return pairs
 
 
-SILENCE_PEAK = 2.0 ** -15  # below one 16-bit step: digital silence
 PLOT_MIN_SAMPLES = 512 // 2 + 1  # the figure's centred spectrogram (n_fft 512) pads by 256 on each side
 CLIPPED_FRACTION = 0.01  # share of samples at full scale that marks an input as clipped
 

@@ -23,6 +23,7 @@ import torchaudio
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".sph")
+SILENCE_PEAK = 2.0 ** -15  # below one 16-bit step: digital silence, nothing to enhance, classify or verify
 
 
 class AudioError(ValueError):

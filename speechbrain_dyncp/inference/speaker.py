@@ -29,7 +29,7 @@ from speechbrain.inference.speaker import SpeakerRecognition
 from speechbrain.utils.callchains import lengths_arg_exists
 from torch import nn
 
-from speechbrain_dyncp.data.audio import AudioError, read_audio
+from speechbrain_dyncp.data.audio import SILENCE_PEAK, AudioError, read_audio
 from speechbrain_dyncp.inference.speaker_folders import (  # noqa: F401 (re-exported)
     DEFAULT_SPEAKER_MODEL,
     calibrated_verdict,
@@ -149,11 +149,14 @@ class DynCPSpeakerRecognition(StrictPretrained, SpeakerRecognition):
     @torch.no_grad()
     def embed_waveform(self, wav, source):
         """Embedding ``[D]`` of a mono waveform ``[T]`` at the model's rate (e.g. a front-end's output);
-        :class:`AudioError` naming ``source`` when it is too short or the model overflows on it."""
+        :class:`AudioError` naming ``source`` when it is too short, digital silence, or the model overflows on it."""
         sr = getattr(self.hparams, "sample_rate", 16000)
         if wav.numel() < MIN_SECONDS * sr:  # the features' padding fails below a few frames
             raise AudioError(f"Audio file {source} is {1000 * wav.numel() / sr:.0f} ms long: too short for a "
                              f"speaker embedding (at least {1000 * MIN_SECONDS:.0f} ms)")
+        if not float(wav.abs().max()) >= SILENCE_PEAK:  # an embedding of nothing scores like a speaker (0.99 same)
+            raise AudioError(f"Audio file {source} is digital silence (peak {float(wav.abs().max()):.1e}): "
+                             "no speaker to embed")
         emb = self.encode_batch(wav)[0, 0]
         if not bool(torch.isfinite(emb).all()):
             raise AudioError(f"Audio file {source}: the speaker model overflows on it (peak sample "

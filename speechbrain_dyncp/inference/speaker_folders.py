@@ -98,16 +98,17 @@ def calibrated_verdict(folder, model, enrol, test, score: float):
         enh = load_enhancer(str(probe_dir))
         stale = cal.info.get("quality_model_sha256") not in (None, model_fingerprint(probe_dir))
         q = [[probe_quality(enh.analyze_file(p))[m] for m in cal.measures] for p in (enrol, test)]
-    llr, text = calibrated_text(cal, score, q)
+    llr, text = calibrated_text(cal, score, q, (enrol, test))
     if stale:  # the probes changed since fitting: their SNR / speech fraction may be on another scale
         text += (f"\nwarning: the probe model {probe_dir.name} changed since {folder}/calibration.json was "
                  "fitted; re-run recipes/VoxCeleb/calibrate_quality.py --store (LLRs may be off)")
     return llr, text
 
 
-def calibrated_text(cal, score: float, q=(None, None)):
+def calibrated_text(cal, score: float, q=(None, None), files=(None, None)):
     """``(llr, text)`` of one trial under a fitted calibrator (``q``: both sides' quality measures
-    in ``cal.measures`` order); the LLR is None when it is not finite."""
+    in ``cal.measures`` order; ``files``: their names, for a warning when the VAD probe hears no speech
+    in one); the LLR is None when it is not finite."""
     import math
 
     from speechbrain_dyncp.verification.calibration import posterior
@@ -117,4 +118,9 @@ def calibrated_text(cal, score: float, q=(None, None)):
             f"at prior 0.5  {'same speaker' if llr > 0 else 'different speakers'}")
     if cal.measures:
         text += "  [quality " + ", ".join(f"{m} {a:.2f}/{b:.2f}" for m, a, b in zip(cal.measures, *q)) + "]"
+    if "speech_frac" in cal.measures:
+        for name, side in zip(files, q):
+            if side[cal.measures.index("speech_frac")] == 0:  # e.g. noise alone: its LLR is no speaker evidence
+                text += (f"\nwarning: the VAD probe hears no speech in {name or 'one side'}; the score compares "
+                         "whatever the recording holds, not voices")
     return (llr if math.isfinite(llr) else None), text

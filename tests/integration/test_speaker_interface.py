@@ -62,6 +62,11 @@ def test_dyncp_verify_cli(speaker_dir, tmp_path, capsys):
     assert "same speaker" in capsys.readouterr().out
     assert main(["verify", str(a), str(tmp_path / "missing.wav"), "--model", str(d)]) == 1
     assert "missing.wav" in capsys.readouterr().err
+    # digital silence has no speaker: refused by name (it used to score 0.99 "same speaker" against noise)
+    sf.write(tmp_path / "quiet.wav", np.full(16000, 2.0 ** -17), 16000, subtype="FLOAT")
+    assert main(["verify", str(a), str(tmp_path / "quiet.wav"), "--model", str(d)]) == 1
+    assert "quiet.wav is digital silence" in capsys.readouterr().err
+    (tmp_path / "quiet.wav").unlink()
     out = tmp_path / "emb.npz"
     (tmp_path / "bad.wav").write_bytes(b"not audio")
     assert main(["embed", str(tmp_path), "-o", str(out), "--model", str(d)]) == 1

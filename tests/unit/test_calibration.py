@@ -92,3 +92,17 @@ def test_infinite_or_missing_snr_is_clipped_not_nan():
     same = cal.llr(s[:5], np.full((5, 2), [40.0, 0.5]), qt[:5])
     assert np.allclose(cal.llr(s[:5], np.array([[np.inf, .5], [np.nan, .5], [1e6, .5], [40., .5], [40., .5]]),
                                qt[:5])[[0, 1, 2, 4]], same[[0, 1, 2, 4]])
+
+
+def test_verdict_text_warns_when_a_side_has_no_detected_speech():
+    """dyncp verify's line: a side whose VAD probe hears no speech (noise alone scored 0.98 "same
+    speaker" against other noise) gets a warning naming it; sides with speech get none."""
+    from speechbrain_dyncp.inference.speaker_folders import calibrated_text
+
+    s, y, qe, qt = synthetic_trials(2000, 3)
+    cal = QualityCalibrator(["snr_db", "speech_frac"]).fit(s, y, qe, qt)
+    llr, text = calibrated_text(cal, 0.5, ([20.0, 0.6], [5.0, 0.0]), ("a.wav", "noise.wav"))
+    assert "calibrated LLR" in text and llr is not None
+    assert text.splitlines()[1:] == ["warning: the VAD probe hears no speech in noise.wav; the score compares "
+                                     "whatever the recording holds, not voices"]
+    assert "\n" not in calibrated_text(cal, 0.5, ([20.0, 0.6], [5.0, 0.1]), ("a.wav", "b.wav"))[1]
