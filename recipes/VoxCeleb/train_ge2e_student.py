@@ -28,10 +28,10 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import DynCPBrain, finish_ddp_group, unwrap
-from speechbrain_dyncp.verification.training import augmentation_csvs, speaker_chunk_datasets, start_speaker_recipe
+from speechbrain_dyncp.verification.training import (augmentation_csvs, prepare_train_dev_manifests, speaker_chunk_datasets,
+                                                      start_speaker_recipe)
 
 logger = logging.getLogger(__name__)
 
@@ -73,14 +73,9 @@ def main(argv):
     hparams, corpus = start_speaker_recipe(hparams_file, run_opts, overrides)
     augmentation_csvs(hparams["wav_augment"], {hparams["add_noise"]: "noise"}, corpus, hparams["save_folder"],
                       white_noise=[hparams["add_noise"]])
-    from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
     from speechbrain_dyncp.inference.loading import load_enhancer
 
-    run_on_main(prepare_voxceleb, kwargs={
-        "data_folder": hparams["data_folder"], "save_folder": hparams["save_folder"],
-        "verification_pairs_file": hparams["verification_file"], "splits": ["train", "dev"],
-        "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"],
-        "skip_prep": hparams["skip_prep"]})
+    prepare_train_dev_manifests(hparams)
     train, valid, _ = speaker_chunk_datasets(hparams)
     hparams["student"].load_resemblyzer(hparams["teacher_file"])  # a resumed checkpoint overwrites it in fit
     brain = GE2EStudentBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,

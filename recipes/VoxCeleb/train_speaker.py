@@ -28,13 +28,13 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_dyncp.brain import finish_ddp_group, unwrap
 from speechbrain_dyncp.verification.distillation import EmbeddingDistillationLoss, TeacherEmbeddings
 from speechbrain_dyncp.verification.training import (
     SpeakerIDBrain,
     augmentation_csvs,
+    prepare_train_dev_manifests,
     speaker_chunk_datasets,
     start_speaker_recipe,
 )
@@ -190,13 +190,7 @@ def main(argv):
     augmentation_csvs(hparams["wav_augment"], {hparams["add_noise"]: "noise", hparams["add_reverb"]: "rirs"}, corpus,
                       hparams["save_folder"], white_noise=[hparams["add_noise"]])
 
-    from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
-
-    run_on_main(prepare_voxceleb, kwargs={
-        "data_folder": hparams["data_folder"], "save_folder": hparams["save_folder"],
-        "verification_pairs_file": hparams["verification_file"], "splits": ["train", "dev"],
-        "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"],
-        "skip_prep": hparams["skip_prep"]})
+    prepare_train_dev_manifests(hparams)
     train, valid, label_encoder = speaker_chunk_datasets(hparams)
     if hparams["teacher_embeddings"]:
         add_teacher_targets(hparams, train)

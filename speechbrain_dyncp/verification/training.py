@@ -169,6 +169,18 @@ def add_speaker_labels(datasets: Sequence, label_encoder, audio_keys: Sequence[s
     return label_encoder
 
 
+def prepare_train_dev_manifests(hparams):
+    """``train.csv`` / ``dev.csv`` chunk manifests of a speaker recipe's VoxCeleb-layout data (on the main process),
+    as :func:`speaker_chunk_datasets` reads them: ``prepare_voxceleb`` with the recipe's split and chunk keys."""
+    from speechbrain_dyncp.data.voxceleb import prepare_voxceleb
+
+    run_on_main(prepare_voxceleb, kwargs={
+        "data_folder": hparams["data_folder"], "save_folder": hparams["save_folder"],
+        "verification_pairs_file": hparams["verification_file"], "splits": ["train", "dev"],
+        "split_ratio": hparams["split_ratio"], "split_speaker": hparams["split_speaker"], "seg_dur": hparams["seg_dur"],
+        "skip_prep": hparams["skip_prep"]})
+
+
 def speaker_chunk_datasets(hparams):
     """Train (random chunks) and valid (fixed chunks) datasets plus the fitted label encoder.
 
