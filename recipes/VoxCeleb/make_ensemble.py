@@ -103,11 +103,7 @@ def make_ensemble(members, out, ge2e_weight: float = 0.0, ge2e_file=None) -> Pat
     torch.save(state, out / "embedding_model.ckpt")
     if norm:
         shutil.copy(members[0] / "mean_var_norm.ckpt", out / "mean_var_norm.ckpt")
-    (out / "waveform_members.ckpt").unlink(missing_ok=True)
-    if ge2e_weight:
-        add_ge2e(out, ge2e_weight, ge2e_file)
-    load_speaker_embedder(out)  # strict load: every member weight has its place
-    return out
+    return finish_folder(out, ge2e_weight, ge2e_file)
 
 
 def copy_model(folder: Path, out: Path, ge2e_weight: float = 0.0, ge2e_file=None) -> Path:
@@ -121,6 +117,13 @@ def copy_model(folder: Path, out: Path, ge2e_weight: float = 0.0, ge2e_file=None
     for name in ("embedding_model.ckpt", "mean_var_norm.ckpt"):
         if (folder / name).is_file():
             shutil.copy(folder / name, out / name)
+    return finish_folder(out, ge2e_weight, ge2e_file)
+
+
+def finish_folder(out: Path, ge2e_weight: float, ge2e_file=None) -> Path:
+    """Add GE2E to the folder just written (or drop a stale GE2E file of an earlier run), then load it
+    strictly: every weight has its place."""
+    (out / "waveform_members.ckpt").unlink(missing_ok=True)
     if ge2e_weight:
         add_ge2e(out, ge2e_weight, ge2e_file)
     load_speaker_embedder(out)

@@ -77,10 +77,11 @@ def main(argv):
 
     prepare_train_dev_manifests(hparams)
     train, valid, _ = speaker_chunk_datasets(hparams)
-    hparams["student"].load_resemblyzer(hparams["teacher_file"])  # a resumed checkpoint overwrites it in fit
+    teacher = hparams["teacher"].load_resemblyzer(hparams["teacher_file"])
+    hparams["student"].load_state_dict(teacher.state_dict())  # starts as the teacher; a resumed checkpoint wins in fit
     brain = GE2EStudentBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
                              run_opts=run_opts, checkpointer=hparams["checkpointer"])
-    brain.teacher = hparams["teacher"].load_resemblyzer(hparams["teacher_file"]).eval().to(brain.device)
+    brain.teacher = teacher.eval().to(brain.device)
     brain.teacher.requires_grad_(False)
     brain.front_end = load_enhancer(hparams["front_end"]).mods.enhancer.eval().to(brain.device)
     brain.front_end.requires_grad_(False)

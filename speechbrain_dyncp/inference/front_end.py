@@ -66,9 +66,7 @@ def verify_with_front_end(speaker_folder, speaker, enrol, test, front_end: Optio
     cal, why_not = front_end_calibration(speaker_folder, fe_folder)
     if cal is not None:
         q = [[side[m] for m in cal.measures] for side in (q1, q2)]
-        llr, text = calibrated_text(cal, score, q, (enrol, test))
-        head, _, warnings = text.partition("\n")
-        return head + f"  [front-end {fe_folder.name}]" + ("\n" + warnings if warnings else "")
+        return calibrated_text(cal, score, q, (enrol, test), tag=f"  [front-end {fe_folder.name}]")[1]
     decision = "same speaker" if score > speaker.threshold else "different speakers"
     return (f"score {score:.4f}  threshold {speaker.threshold:.4f} (UNCALIBRATED FALLBACK: {why_not}; the "
             f"threshold was fitted without a front-end, so the decision may be wrong for any pair)  {decision}")

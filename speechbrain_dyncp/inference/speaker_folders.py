@@ -105,10 +105,10 @@ def calibrated_verdict(folder, model, enrol, test, score: float):
     return llr, text
 
 
-def calibrated_text(cal, score: float, q=(None, None), files=(None, None)):
+def calibrated_text(cal, score: float, q=(None, None), files=(None, None), tag: str = ""):
     """``(llr, text)`` of one trial under a fitted calibrator (``q``: both sides' quality measures
     in ``cal.measures`` order; ``files``: their names, for a warning when the VAD probe hears no speech
-    in one); the LLR is None when it is not finite."""
+    in one; ``tag``: appended to the verdict line, before any warning); the LLR is None when it is not finite."""
     import math
 
     from speechbrain_dyncp.verification.calibration import posterior
@@ -118,6 +118,7 @@ def calibrated_text(cal, score: float, q=(None, None), files=(None, None)):
             f"at prior 0.5  {'same speaker' if llr > 0 else 'different speakers'}")
     if cal.measures:
         text += "  [quality " + ", ".join(f"{m} {a:.2f}/{b:.2f}" for m, a, b in zip(cal.measures, *q)) + "]"
+    text += tag
     if "speech_frac" in cal.measures:
         for name, side in zip(files, q):
             if side[cal.measures.index("speech_frac")] == 0:  # e.g. noise alone: its LLR is no speaker evidence

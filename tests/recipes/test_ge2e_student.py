@@ -8,6 +8,7 @@ import torch
 
 from speechbrain_dyncp.lobes.enhancer import dyncp_small
 from speechbrain_dyncp.lobes.ge2e import GE2EEncoder
+from tests.unit.test_ge2e import bundled_ge2e
 
 
 class _Batch:
@@ -22,17 +23,8 @@ def _add_noise(wavs, lens):
     return wavs + 0.1 * torch.randn_like(wavs), lens
 
 
-def _bundled_ge2e(repo_root):
-    """The published weights (as the default speaker model holds them): a random LSTM embeds everything alike."""
-    state = torch.load(repo_root / "speechbrain_dyncp/pretrained/speaker_real_fusion/waveform_members.ckpt",
-                       weights_only=True)
-    enc = GE2EEncoder(trim_silence=False)
-    enc.load_state_dict({k[len("members.0."):]: v for k, v in state.items()})
-    return enc
-
-
-def _brain(recipe_module, repo_root, clean_share, front_end):
-    student = _bundled_ge2e(repo_root)
+def _brain(recipe_module, clean_share, front_end):
+    student = bundled_ge2e(trim_silence=False)  # published weights: a random LSTM embeds everything alike
     brain = recipe_module("recipes/VoxCeleb/train_ge2e_student.py").GE2EStudentBrain(
         modules={"student": student}, hparams={"wav_augment": _add_noise, "clean_share": clean_share},
         run_opts={"device": "cpu"})
@@ -42,19 +34,19 @@ def _brain(recipe_module, repo_root, clean_share, front_end):
     return brain
 
 
-def test_student_sees_the_front_end_output_of_the_noisy_crop_and_the_teacher_the_clean_one(recipe_module, repo_root):
+def test_student_sees_the_front_end_output_of_the_noisy_crop_and_the_teacher_the_clean_one(recipe_module):
     t = torch.arange(24000) / 16000
     wavs = torch.stack([0.1 * torch.sin(2 * torch.pi * f0 * t) * (1 + torch.sin(2 * torch.pi * 3 * t)) for f0 in (140, 220)])
     lens = torch.tensor([1.0, 0.75])
     identity = lambda w, lens: SimpleNamespace(wav=w)  # noqa: E731
     # all crops clean, no front-end change, student = teacher: nothing to learn
-    brain = _brain(recipe_module, repo_root, 1.0, identity)
+    brain = _brain(recipe_module, 1.0, identity)
     with torch.no_grad():
         loss = brain.compute_objectives(brain.compute_forward(_Batch(wavs, lens), sb.Stage.TRAIN), None, sb.Stage.TRAIN)
     assert float(loss) < 1e-6
     # noisy crops through a real front-end: the student embeds front_end(noisy), the teacher the clean crop
     front_end = dyncp_small(channels=8, hidden=16, gate_hidden=4).eval()
-    brain = _brain(recipe_module, repo_root, 0.0, front_end)
+    brain = _brain(recipe_module, 0.0, front_end)
     torch.manual_seed(1)
     with torch.no_grad():
         student, target = brain.compute_forward(_Batch(wavs, lens), sb.Stage.TRAIN)

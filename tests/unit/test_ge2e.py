@@ -23,10 +23,12 @@ def voice_like(seed: int = 0) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def bundled_ge2e() -> GE2EEncoder:
-    state = torch.load(BUNDLED / "waveform_members.ckpt", map_location="cpu", weights_only=True)
-    enc = GE2EEncoder()
-    enc.load_state_dict({k[len("members.0."):]: v for k, v in state.items()})
+def bundled_ge2e(trim_silence: bool = True) -> GE2EEncoder:
+    """The default speaker folder's GE2E member, loaded (strictly) the way the package loads the folder."""
+    from speechbrain_dyncp.verification.embedding import load_speaker_embedder
+
+    enc = load_speaker_embedder(BUNDLED).waveform_members.members[0]
+    enc.trim_silence = trim_silence
     return enc.eval()
 
 
