@@ -83,6 +83,7 @@ def compressed_spectral_loss(
     compress: float = 0.3,
     mag_weight: float = 0.7,
     reduction: str = "mean",
+    overshoot_weight: float = 0.0,
 ) -> Tensor:
     """Power-law compressed spectral MSE on level-normalised spectra (``L_SE``).
 
@@ -105,6 +106,8 @@ def compressed_spectral_loss(
         Weight of the magnitude term; the complex term gets ``1 - mag_weight``.
     reduction : {"mean", "batch"}
         ``"batch"`` returns the per-item losses ``[B]``.
+    overshoot_weight : float
+        Bins where the estimate exceeds the clean magnitude (noise let through) weigh ``1 + overshoot_weight``.
 
     Returns
     -------
@@ -135,7 +138,7 @@ def compressed_spectral_loss(
 
     est_mag, clean_mag = est_spec.abs() + EPS, clean_spec.abs() + EPS
     est_c, clean_c = est_mag.pow(compress), clean_mag.pow(compress)
-    mag_err = (est_c - clean_c).pow(2)  # B, N, F
+    mag_err = (est_c - clean_c).pow(2) * (1.0 + overshoot_weight * (est_c > clean_c).to(est_c.dtype))  # B, N, F
     cplx_err = (est_spec * (est_c / est_mag) - clean_spec * (clean_c / clean_mag)).abs().pow(2)
     per_bin = mag_weight * mag_err + (1.0 - mag_weight) * cplx_err
 
@@ -292,7 +295,7 @@ class DynCPLoss(nn.Module):
     """
 
     def __init__(self, phi_target: float = 0.25, lambda_dcp: float = 1.0, kind: str = "abs",
-                 per_block: bool = False, phi_pause: Optional[float] = None):
+                 per_block: bool = False, phi_pause: Optional[float] = None, overshoot_weight: float = 0.0):
         super().__init__()
         for name, value in (("phi_target", phi_target), ("phi_pause", phi_pause)):
             if value is not None and not 0.0 <= value <= 1.0:
@@ -302,6 +305,7 @@ class DynCPLoss(nn.Module):
         self.lambda_dcp = lambda_dcp
         self.kind = kind
         self.per_block = per_block
+        self.overshoot_weight = overshoot_weight  # compressed_spectral_loss's asymmetric term
 
     def forward(
         self,
@@ -317,7 +321,7 @@ class DynCPLoss(nn.Module):
         ``speech`` (``[B, N]`` bool or 0/1, the frame VAD of the clean reference)
         switches on the speech/pause budget where ``phi_pause`` is set.
         """
-        se = compressed_spectral_loss(est_wav, clean_wav, lengths)
+        se = compressed_spectral_loss(est_wav, clean_wav, lengths, overshoot_weight=self.overshoot_weight)
         if frame_mask is None:
             frame_mask = length_mask(lengths, gates.shape[2], gates.shape[0], gates.device)
         split = self.phi_pause is not None and speech is not None

@@ -58,6 +58,25 @@ def test_spectral_loss_zero_iff_identical_and_scale_sensitive():
     assert compressed_spectral_loss(0.7 * clean, clean).item() > 1e-3
 
 
+def test_overshoot_weight_punishes_noise_let_through_not_attenuation():
+    """The asymmetric term grows the loss of an estimate that carries extra noise, leaves an attenuated
+    estimate (every bin below the clean magnitude: what a sigmoid mask does to clean input) unchanged,
+    and is the plain loss at weight 0."""
+    clean = torch.stack([_speechlike(6000, 6), _speechlike(6000, 7)])
+    noisy = clean + 0.05 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(2))
+    attenuated = 0.7 * clean
+    for est in (noisy, attenuated):
+        assert compressed_spectral_loss(est, clean, overshoot_weight=0.0).item() == compressed_spectral_loss(
+            est, clean).item()
+    plain, weighted = (compressed_spectral_loss(noisy, clean, overshoot_weight=w).item() for w in (0.0, 4.0))
+    assert weighted > 1.5 * plain
+    plain, weighted = (compressed_spectral_loss(attenuated, clean, overshoot_weight=w).item() for w in (0.0, 4.0))
+    assert weighted == pytest.approx(plain, rel=1e-6)
+    loss = DynCPLoss(overshoot_weight=4.0, lambda_dcp=0.0)
+    assert loss(noisy, clean, torch.ones(2, 1, 24, 4)).se.item() == pytest.approx(
+        compressed_spectral_loss(noisy, clean, overshoot_weight=4.0).item(), rel=1e-6)
+
+
 def test_spectral_loss_ignores_padding():
     """Padding a short item (with garbage in the estimate's padding) leaves its loss unchanged."""
     short_clean, long_clean = _speechlike(3000, 4), _speechlike(5000, 5)
