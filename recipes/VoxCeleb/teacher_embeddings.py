@@ -3,15 +3,18 @@
 
 Usage::
 
-    pip install --no-deps resemblyzer   # its librosa and webrtcvad-wheels come with the [bench] extra
     python recipes/VoxCeleb/teacher_embeddings.py --data_folder <VoxCeleb-layout folder> --out teacher.pt
 
 Teacher: Resemblyzer's GE2E encoder (Apache-2.0; 3-layer LSTM, 256-dim, trained on
-LibriSpeech, VoxCeleb 1 and 2 by its authors; the weights ship inside the PyPI
-package, nothing is downloaded at run time). Each ``wav/<spk>/<session>/<utt>.wav``
-is read at 16 kHz, passed through Resemblyzer's own ``preprocess_wav`` (level
-normalisation, long-silence trimming) and embedded whole; the seconds left after
-trimming are stored too (``--distill_min_seconds`` of training reads them). Unreadable files are
+LibriSpeech, VoxCeleb 1 and 2 by its authors), run by the package's own
+``lobes/ge2e.py`` (equal to Resemblyzer's ``embed_utterance(preprocess_wav(x))``
+within 1e-5; tests/unit/test_ge2e.py), so Resemblyzer need not be installed. Its
+weights: the GE2E member of the bundled ``speaker_real_fusion`` folder (Resemblyzer's
+published weights, unchanged), or ``--teacher_weights`` (a Resemblyzer
+``pretrained.pt``). Nothing is downloaded. Each ``wav/<spk>/<session>/<utt>.wav``
+is read at 16 kHz, its level raised and long pauses trimmed (Resemblyzer's
+preprocessing) and embedded whole; the seconds left after trimming are stored too
+(``--distill_min_seconds`` of training reads them). Unreadable files are
 listed (one line each, naming the file) and left out; the output is written
 once, at the end, through a temporary file. Training then reads it with
 ``speechbrain_dyncp.verification.distillation.TeacherEmbeddings``.
@@ -29,23 +32,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import speechbrain_dyncp
 from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.lobes.ge2e import GE2EEncoder
+from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 from speechbrain_dyncp.verification.distillation import utterance_key
 
 logger = logging.getLogger(__name__)
+# its GE2E member holds Resemblyzer's published weights unchanged (speaker_real_fusion_fe's is distilled)
+BUNDLED_GE2E_FOLDER = Path(speechbrain_dyncp.__file__).resolve().parent / "pretrained" / "speaker_real_fusion"
 
 
-def resemblyzer_teacher():
-    """``wav (float32 numpy, 16 kHz) -> (unit-norm embedding [256], seconds it heard)`` from the installed Resemblyzer."""
-    try:
-        from resemblyzer import VoiceEncoder, preprocess_wav
-    except ImportError as err:
-        raise SystemExit(f"the teacher needs Resemblyzer: pip install --no-deps resemblyzer ({err})") from err
-    encoder = VoiceEncoder("cpu", verbose=False)
+def ge2e_teacher(weights=None):
+    """``wav (float32 numpy, 16 kHz) -> (unit-norm embedding [256], seconds it heard)`` of Resemblyzer's GE2E:
+    ``weights`` a Resemblyzer ``pretrained.pt``, or None for the bundled ``speaker_real_fusion`` member."""
+    if weights is not None:
+        encoder = GE2EEncoder().load_resemblyzer(weights)
+    else:
+        encoder = load_speaker_embedder(BUNDLED_GE2E_FOLDER).waveform_members.members[0]
+    encoder.eval()
 
     def embed(wav: np.ndarray):
-        heard = preprocess_wav(wav, source_sr=16000)  # Resemblyzer's own trimming, at 16 kHz
-        return encoder.embed_utterance(heard), len(heard) / 16000.0
+        with torch.no_grad():
+            vector, heard_s = encoder.embed_heard(torch.from_numpy(wav))
+        return vector.numpy(), heard_s
 
     return embed
 
@@ -54,13 +64,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_folder", required=True, help="VoxCeleb layout: wav/<spk>/<session>/<utt>.wav")
     parser.add_argument("--out", required=True, help="output .pt (a dict; see TeacherEmbeddings)")
+    parser.add_argument("--teacher_weights", default=None,
+                        help="a Resemblyzer pretrained.pt (default: the bundled speaker_real_fusion's GE2E member)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     files = sorted((Path(args.data_folder) / "wav").rglob("*.wav"))
     if not files:
         raise SystemExit(f"{args.data_folder}: no wav/<spk>/<session>/<utt>.wav files")
-    embed = resemblyzer_teacher()
+    embed = ge2e_teacher(args.teacher_weights)
     table, seconds, failed = {}, {}, []
     for i, path in enumerate(files):
         try:

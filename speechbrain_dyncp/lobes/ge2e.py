@@ -18,7 +18,7 @@ Authors
 """
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -117,9 +117,17 @@ class GE2EEncoder(nn.Module):
 
     def embed_one(self, wav: torch.Tensor) -> torch.Tensor:
         """Embedding ``[D]`` of one unpadded waveform ``[T]``."""
+        return self.embed_heard(wav)[0]
+
+    def embed_heard(self, wav: torch.Tensor) -> Tuple[torch.Tensor, float]:
+        """Embedding ``[D]`` of one unpadded waveform ``[T]`` and the seconds of it left after pause trimming
+        (Resemblyzer's ``len(preprocess_wav(x)) / 16000``; near 0 for a file that is all pause, which is then
+        embedded untrimmed rather than from nothing)."""
         wav = self._raise_level(wav.float())
+        heard = wav.numel()
         if self.trim_silence:
             trimmed = trim_long_silences(wav)
+            heard = trimmed.numel()
             if trimmed.numel() >= self.hop * 10:  # all pause: keep the signal rather than embed nothing
                 wav = trimmed
         starts, n_pad = self._partials(wav.numel())
@@ -131,7 +139,7 @@ class GE2EEncoder(nn.Module):
         windows = torch.stack([mel[s: s + self.partial_frames] for s in starts])
         _, (hidden, _) = self.lstm(windows)
         partial = nn.functional.normalize(torch.relu(self.linear(hidden[-1])), dim=-1)
-        return nn.functional.normalize(partial.mean(0), dim=-1)
+        return nn.functional.normalize(partial.mean(0), dim=-1), heard / 16000.0
 
     def _raise_level(self, wav: torch.Tensor) -> torch.Tensor:
         rms = wav.pow(2).mean().sqrt()
