@@ -32,15 +32,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import speechbrain_dyncp
 from speechbrain_dyncp.data.audio import read_audio
+from speechbrain_dyncp.inference.loading import bundled_model_dir
 from speechbrain_dyncp.lobes.ge2e import GE2EEncoder
-from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 from speechbrain_dyncp.verification.distillation import utterance_key
+from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 
 logger = logging.getLogger(__name__)
-# its GE2E member holds Resemblyzer's published weights unchanged (speaker_real_fusion_fe's is distilled)
-BUNDLED_GE2E_FOLDER = Path(speechbrain_dyncp.__file__).resolve().parent / "pretrained" / "speaker_real_fusion"
+# the bundled speaker model whose GE2E member holds Resemblyzer's published weights unchanged
+# (speaker_real_fusion_fe's is distilled)
+BUNDLED_GE2E_MODEL = "speaker_real_fusion"
 
 
 def ge2e_teacher(weights=None):
@@ -49,7 +50,7 @@ def ge2e_teacher(weights=None):
     if weights is not None:
         encoder = GE2EEncoder().load_resemblyzer(weights)
     else:
-        encoder = load_speaker_embedder(BUNDLED_GE2E_FOLDER).waveform_members.members[0]
+        encoder = load_speaker_embedder(bundled_model_dir(BUNDLED_GE2E_MODEL)).waveform_members.members[0]
     encoder.eval()
 
     def embed(wav: np.ndarray):

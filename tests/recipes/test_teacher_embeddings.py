@@ -1,27 +1,13 @@
 """recipes/VoxCeleb/teacher_embeddings.py: Resemblyzer's GE2E embeddings without Resemblyzer, bad files listed."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import soundfile as sf
 import torch
 
 from speechbrain_dyncp.verification.distillation import utterance_key
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "unit"))
-from test_ge2e import REFERENCE, voice_like  # noqa: E402  (the stored Resemblyzer reference and its signal)
+from tests.unit.test_ge2e import REFERENCE, voice_like  # the stored Resemblyzer reference and its signal
 
 
-def _recipe():
-    spec = importlib.util.spec_from_file_location("teacher_embeddings", REPO / "recipes/VoxCeleb/teacher_embeddings.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_teacher_table_holds_resemblyzers_embedding_and_heard_seconds(tmp_path):
+def test_teacher_table_holds_resemblyzers_embedding_and_heard_seconds(recipe_module, tmp_path):
     """The stored embedding of voice_like() equals Resemblyzer's own (tests/unit/data), the stored seconds are
     Resemblyzer's trimmed length, and an unreadable file is left out while the others are written."""
     good = tmp_path / "data" / "wav" / "id00001" / "s1" / "00001.wav"
@@ -31,7 +17,7 @@ def test_teacher_table_holds_resemblyzers_embedding_and_heard_seconds(tmp_path):
     sf.write(good, voice_like(), 16000, subtype="FLOAT")
     bad.write_bytes(b"not a wav file")
     out = tmp_path / "teacher.pt"
-    assert _recipe().main(["--data_folder", str(tmp_path / "data"), "--out", str(out)]) == 0
+    assert recipe_module("recipes/VoxCeleb/teacher_embeddings.py").main(["--data_folder", str(tmp_path / "data"), "--out", str(out)]) == 0
     table = torch.load(out, weights_only=False)
     ref = np.load(REFERENCE)
     key = utterance_key(good)
