@@ -61,7 +61,7 @@ def member_entry(tag: str, kwargs: dict) -> str:
 
 def make_ensemble(members, out, ge2e_weight: float = 0.0, ge2e_file=None) -> Path:
     """Write the joint model folder ``out`` from member folders (plus, with ``ge2e_weight`` > 0, Resemblyzer's
-    GE2E encoder from ``ge2e_file``, default the installed wheel's); returns its path."""
+    GE2E encoder from ``ge2e_file``, default the bundled published weights); returns its path."""
     if not 0.0 <= ge2e_weight < 1.0:
         raise ValueError(f"ge2e_weight {ge2e_weight} must be in [0, 1)")
     out, members = Path(out), [Path(m) for m in members]
@@ -132,7 +132,7 @@ def finish_folder(out: Path, ge2e_weight: float, ge2e_file=None) -> Path:
 
 def add_ge2e(folder: Path, weight: float, ge2e_file=None):
     """Give the speaker folder written above Resemblyzer's GE2E encoder as a waveform member with ``weight``."""
-    from speechbrain_dyncp.lobes.ge2e import GE2EEncoder
+    from speechbrain_dyncp.inference.speaker_folders import published_ge2e
 
     hp = folder / "hyperparams.yaml"
     text = hp.read_text()
@@ -144,7 +144,7 @@ def add_ge2e(folder: Path, weight: float, ge2e_file=None):
     text = text.replace("\nmodules:\n", f"\n{block}modules:\n    waveform_members: !ref <waveform_members>\n", 1)
     text = text.replace("\n    loadables:\n", "\n    loadables:\n        waveform_members: !ref <waveform_members>\n", 1)
     hp.write_text(text)
-    ge2e = GE2EEncoder().load_resemblyzer(ge2e_file)
+    ge2e = published_ge2e(ge2e_file)
     torch.save({f"members.0.{k}": v for k, v in ge2e.state_dict().items()}, folder / "waveform_members.ckpt")
 
 
@@ -154,8 +154,8 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="the joint model folder to write")
     ap.add_argument("--ge2e_weight", type=float, default=0.0,
                     help="add Resemblyzer's GE2E encoder with this weight of the joint cosine (0: none)")
-    ap.add_argument("--ge2e_file", default=None, help="its weights (default: the installed resemblyzer wheel's "
-                    "pretrained.pt; pip install --no-deps resemblyzer)")
+    ap.add_argument("--ge2e_file", default=None, help="a Resemblyzer pretrained.pt (default: the published "
+                    "weights in the bundled speaker_real_fusion)")
     args = ap.parse_args(argv)
     print(make_ensemble(args.members, args.out, args.ge2e_weight, args.ge2e_file))
 

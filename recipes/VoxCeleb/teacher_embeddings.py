@@ -33,25 +33,15 @@ import numpy as np
 import torch
 
 from speechbrain_dyncp.data.audio import read_audio
-from speechbrain_dyncp.inference.loading import bundled_model_dir
-from speechbrain_dyncp.lobes.ge2e import GE2EEncoder
+from speechbrain_dyncp.inference.speaker_folders import published_ge2e
 from speechbrain_dyncp.verification.distillation import utterance_key
-from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 
 logger = logging.getLogger(__name__)
-# the bundled speaker model whose GE2E member holds Resemblyzer's published weights unchanged
-# (speaker_real_fusion_fe's is distilled)
-BUNDLED_GE2E_MODEL = "speaker_real_fusion"
-
 
 def ge2e_teacher(weights=None):
     """``wav (float32 numpy, 16 kHz) -> (unit-norm embedding [256], seconds it heard)`` of Resemblyzer's GE2E:
     ``weights`` a Resemblyzer ``pretrained.pt``, or None for the bundled ``speaker_real_fusion`` member."""
-    if weights is not None:
-        encoder = GE2EEncoder().load_resemblyzer(weights)
-    else:
-        encoder = load_speaker_embedder(bundled_model_dir(BUNDLED_GE2E_MODEL)).waveform_members.members[0]
-    encoder.eval()
+    encoder = published_ge2e(weights)
 
     def embed(wav: np.ndarray):
         with torch.no_grad():

@@ -74,10 +74,11 @@ def main(argv):
     augmentation_csvs(hparams["wav_augment"], {hparams["add_noise"]: "noise"}, corpus, hparams["save_folder"],
                       white_noise=[hparams["add_noise"]])
     from speechbrain_dyncp.inference.loading import load_enhancer
+    from speechbrain_dyncp.inference.speaker_folders import published_ge2e
 
     prepare_train_dev_manifests(hparams)
     train, valid, _ = speaker_chunk_datasets(hparams)
-    teacher = hparams["teacher"].load_resemblyzer(hparams["teacher_file"])
+    teacher = published_ge2e(hparams["teacher_file"])
     hparams["student"].load_state_dict(teacher.state_dict())  # starts as the teacher; a resumed checkpoint wins in fit
     brain = GE2EStudentBrain(modules=hparams["modules"], opt_class=hparams["opt_class"], hparams=hparams,
                              run_opts=run_opts, checkpointer=hparams["checkpointer"])

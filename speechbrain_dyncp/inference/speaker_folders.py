@@ -5,6 +5,8 @@
 * :func:`resolve_speaker_source`: ``--model`` may be a folder or a hub id;
 * :func:`speaker_model_folder`: the bundled default speaker model when ``--model`` is not given (with the
   bundled SV front-end, the speaker model trained on that front-end's output);
+* :func:`published_ge2e`: Resemblyzer's published GE2E encoder, from a ``pretrained.pt`` or, by
+  default, the bundled speaker model that holds it unchanged (no Resemblyzer install needed);
 * :func:`calibrated_verdict`: the calibrated LLR of a trial when the folder has
   ``calibration.json`` (:mod:`speechbrain_dyncp.verification.calibration`).
 
@@ -68,16 +70,33 @@ def speaker_model_folder(model=None, front_end=None) -> Path:
     (``dyncp_sv_frontend``), the bundled speaker model matched to its output when it is there."""
     if model:
         return resolve_speaker_source(str(model))
-    from speechbrain_dyncp.inference.loading import SV_FRONT_END
+    from speechbrain_dyncp.inference.loading import SV_FRONT_END, bundled_model_dir
 
-    pretrained = Path(__file__).resolve().parent.parent / "pretrained"
-    if front_end == SV_FRONT_END and (pretrained / FRONT_END_SPEAKER_MODEL / "hyperparams.yaml").is_file():
-        return pretrained / FRONT_END_SPEAKER_MODEL
-    path = pretrained / DEFAULT_SPEAKER_MODEL
-    if not (path / "hyperparams.yaml").is_file():
-        raise FileNotFoundError(f"no --model given and no bundled speaker model at {path}; "
-                                "pass --model <speaker model folder>")
-    return path
+    if front_end == SV_FRONT_END:
+        try:
+            return bundled_model_dir(FRONT_END_SPEAKER_MODEL)
+        except FileNotFoundError:  # a checkout without it: the default speaker model
+            pass
+    try:
+        return bundled_model_dir(DEFAULT_SPEAKER_MODEL)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"no --model given and {exc}; pass --model <speaker model folder>") from None
+
+
+def published_ge2e(weights=None):
+    """Resemblyzer's GE2E encoder with its published weights, in eval mode: from ``weights`` (a
+    Resemblyzer ``pretrained.pt``) or, when None, from the GE2E member of the bundled
+    ``speaker_real_fusion``, which holds those weights unchanged (``speaker_real_fusion_fe``'s is
+    distilled). One default for every recipe that needs the teacher, and no Resemblyzer install."""
+    from speechbrain_dyncp.lobes.ge2e import GE2EEncoder
+
+    if weights is not None:
+        return GE2EEncoder().load_resemblyzer(weights).eval()
+    from speechbrain_dyncp.inference.loading import bundled_model_dir
+    from speechbrain_dyncp.verification.embedding import load_speaker_embedder
+
+    members = load_speaker_embedder(bundled_model_dir(DEFAULT_SPEAKER_MODEL)).waveform_members.members
+    return members[0].eval()
 
 
 def calibrated_verdict(folder, model, enrol, test, score: float):

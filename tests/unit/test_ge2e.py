@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from speechbrain_dyncp.inference.speaker_folders import published_ge2e
 from speechbrain_dyncp.lobes.ge2e import GE2EEncoder, trim_long_silences
 
 REFERENCE = Path(__file__).parent / "data" / "ge2e_resemblyzer_reference.npz"
-BUNDLED = Path(__file__).parents[2] / "speechbrain_dyncp" / "pretrained" / "speaker_real_fusion"
 
 
 def voice_like(seed: int = 0) -> np.ndarray:
@@ -24,12 +24,11 @@ def voice_like(seed: int = 0) -> np.ndarray:
 
 
 def bundled_ge2e(trim_silence: bool = True) -> GE2EEncoder:
-    """The default speaker folder's GE2E member, loaded (strictly) the way the package loads the folder."""
-    from speechbrain_dyncp.verification.embedding import load_speaker_embedder
-
-    enc = load_speaker_embedder(BUNDLED).waveform_members.members[0]
+    """The package's default teacher (``published_ge2e()``: the default speaker folder's GE2E member,
+    loaded strictly the way the package loads the folder)."""
+    enc = published_ge2e()
     enc.trim_silence = trim_silence
-    return enc.eval()
+    return enc
 
 
 def test_equals_resemblyzer_on_a_stored_reference():
@@ -85,3 +84,13 @@ def test_other_rates_and_weight_files_are_refused(tmp_path):
     torch.save({"model_state": {"lstm.weight_ih_l0": torch.zeros(3, 3)}}, bad)
     with pytest.raises(RuntimeError):
         GE2EEncoder().load_resemblyzer(bad)
+
+
+def test_a_weight_file_given_replaces_the_bundled_default(tmp_path):
+    torch.manual_seed(0)
+    other = GE2EEncoder()
+    torch.save({"model_state": other.state_dict()}, tmp_path / "pretrained.pt")  # Resemblyzer's file layout
+    loaded, default = published_ge2e(tmp_path / "pretrained.pt"), published_ge2e()
+    assert not loaded.training and not default.training
+    assert all(torch.equal(v, other.state_dict()[k]) for k, v in loaded.state_dict().items())
+    assert not torch.equal(loaded.linear.weight, default.linear.weight)
