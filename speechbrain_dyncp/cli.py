@@ -311,6 +311,17 @@ def user_errors() -> tuple:
             ModelFolderError, AudioError)
 
 
+def bare_front_end_first(argv: List[str]) -> List[str]:
+    """``verify --front-end a.wav b.wav``: argparse would take ``a.wav`` as the enhancer (``nargs="?"``) and
+    then miss a recording; a value that is an existing file or folder without ``hyperparams.yaml`` is an input,
+    so the bare flag is spelled out as the bundled front-end."""
+    from speechbrain_dyncp.inference.loading import SV_FRONT_END
+
+    is_input = lambda t: Path(t).exists() and not (Path(t) / "hyperparams.yaml").is_file()  # noqa: E731
+    return [f"--front-end={SV_FRONT_END}" if tok == "--front-end" and nxt is not None and is_input(nxt) else tok
+            for tok, nxt in zip(argv, argv[1:] + [None])]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``dyncp``; returns the exit status.
 
@@ -318,7 +329,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ends in one line ``error: <file>: <problem>`` and exit status 2; ``-v`` adds
     the traceback.
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(bare_front_end_first(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)

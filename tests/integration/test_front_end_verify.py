@@ -90,7 +90,7 @@ def test_front_end_embeds_the_output_and_measures_the_input(two_voices):
 
 
 def test_cli_verify_front_end_calibrated_and_fallback(two_voices):
-    out = _verify(*two_voices, "--front-end")
+    out = _verify("--front-end", *two_voices)  # the bare flag first: the recordings are not taken as its MODEL
     assert out.returncode == 0, out.stderr
     assert "calibrated LLR" in out.stdout and f"[front-end {SV_FRONT_END}]" in out.stdout
     assert "UNCALIBRATED" not in out.stdout
@@ -103,6 +103,22 @@ def test_cli_verify_front_end_calibrated_and_fallback(two_voices):
     other = _verify(*two_voices, "--front-end", "dyncp_real_base")
     assert other.returncode == 0, other.stderr
     assert "UNCALIBRATED FALLBACK" in other.stdout and "calibrated LLR" not in other.stdout
+
+
+def test_a_bare_front_end_flag_before_the_inputs_means_the_bundled_one(two_voices, tmp_path):
+    from speechbrain_dyncp.cli import bare_front_end_first
+
+    enroll, test = map(str, two_voices)
+    model = tmp_path / "my_enhancer"
+    model.mkdir()
+    (model / "hyperparams.yaml").write_text("x: 1\n")
+    assert bare_front_end_first(["verify", "--front-end", enroll, test]) == [
+        "verify", f"--front-end={SV_FRONT_END}", enroll, test]
+    folder = str(two_voices[0].parent)  # embed's input folder
+    assert bare_front_end_first(["embed", "--front-end", folder, "-o", "x.npz"])[1] == f"--front-end={SV_FRONT_END}"
+    for kept in (["verify", "--front-end", str(model), enroll, test], ["verify", "--front-end", "dyncp_real_base", enroll,
+                 test], ["verify", enroll, test, "--front-end"], ["verify", f"--front-end={model}", enroll, test]):
+        assert bare_front_end_first(kept) == kept
 
 
 def test_cli_embed_front_end_is_honoured(two_voices, tmp_path):
