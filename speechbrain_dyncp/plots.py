@@ -44,13 +44,22 @@ def _compute_panel(ax, t, gates, analysis, item, ref_vad) -> None:
 
 def _probe_panel(ax, t, h, analysis, item, ref) -> None:
     """One head's per-frame output (with its reference where given): probabilities as a curve
-    over the shaded reference, speech-only heads (F0) as dots on the VAD probe's speech frames."""
+    over the shaded reference. Speech-only heads (F0): the utterance's register as a line over the VAD
+    probe's speech frames; the per-frame probe output as dots only beside a reference (a diagnostic:
+    the masks carry a register, not a pitch track, so a user's figure does not draw one)."""
     n = len(t)
     y = analysis.outputs[h.name][item, :n].cpu().numpy().astype(float)
-    label = f"{h.display or h.name} (probe)"
-    if h.speech_only and analysis.vad_prob is not None:
-        y[analysis.vad_prob[item, :n].cpu().numpy() < 0.5] = np.nan
-    ax.plot(t, y, *(".",) * h.speech_only, **({"ms": 2} if h.speech_only else {}), label=label)
+    speech = analysis.vad_prob[item, :n].cpu().numpy() >= 0.5 if analysis.vad_prob is not None else np.ones(n, bool)
+    if h.speech_only:
+        y[~speech] = np.nan
+        register = analysis.register_hz(item)
+        if register is not None:
+            ax.plot(t, np.where(speech, register, np.nan), color="tab:orange", lw=2,
+                    label=f"register {register:.0f} {h.unit} (per utterance)")
+        if ref is not None:
+            ax.plot(t, y, ".", ms=2, label=f"{h.display or h.name} probe per frame")
+    else:
+        ax.plot(t, y, label=f"{h.display or h.name} (probe)")
     if ref is not None and h.unit == "probability":
         ax.fill_between(t, 0, np.asarray(ref[:n]), color="tab:gray", alpha=0.3, step="mid", label="reference")
     elif ref is not None:
@@ -159,6 +168,8 @@ def plot_analysis(
         if name in analysis.classes:
             best, prob = analysis.top_class(name, item)
             top += f"  {name}: {best} (p={prob:.2f})"
+        elif name == "snr":  # the read-out the JSON gives (T-F mask where calibrated), a bound said as one
+            top += f"  SNR est. {analysis.utterance_snr_text(item)}"
         elif h.probe.get("level") == "rate" and h.display != "":
             top += f"  {h.display or name} est. {analysis.utterance_value(name, item):.1f} {h.unit}".rstrip()
     fig.suptitle(top, fontsize=9)

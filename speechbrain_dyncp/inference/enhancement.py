@@ -16,7 +16,7 @@ Authors
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from speechbrain.inference.interfaces import Pretrained
@@ -61,6 +61,9 @@ class EnhancementAnalysis:
     # per item: the calibrated SNR read off the T-F mask (probes/mask_snr.py), where the model
     # folder has a ``snr_mask_calibration``; utterance_snr() prefers it to the gate probe
     snr_from_mask_db: Optional[List[float]] = None
+    # (low, high) plateaus of the SNR calibration (MaskSNRCalibration.reach_db): an estimate there is a
+    # bound (clean speech reads "at least" the top; utterance_snr_bound says so)
+    snr_range_db: Optional[Tuple[float, float]] = None
     # per item: the F0 register read off the T-F mask (probes/mask_register.py); register_hz()
     # prefers it to the gate probe's F0 read-out
     register_from_mask_hz: Optional[List[Optional[float]]] = None
@@ -144,6 +147,24 @@ class EnhancementAnalysis:
         if self.snr_from_mask_db is not None:
             return self.snr_from_mask_db[i]
         return self.utterance_value("snr", i)
+
+    def utterance_snr_bound(self, i: int = 0) -> Optional[str]:
+        """``"at_least"`` / ``"at_most"`` where :meth:`utterance_snr` sits at the top / bottom of the
+        calibrated range (e.g. clean speech: 20 dB means 20 dB or more), else None."""
+        snr = self.utterance_snr(i)
+        if self.snr_range_db is None or snr is None:
+            return None
+        low, high = self.snr_range_db
+        return "at_least" if snr >= high - 1e-6 else "at_most" if snr <= low + 1e-6 else None
+
+    def utterance_snr_text(self, i: int = 0) -> Optional[str]:
+        """:meth:`utterance_snr` for people: ``"12.3 dB"``, ``">= 20.0 dB"`` at a bound, None without one."""
+        snr, bound = self.utterance_snr(i), self.utterance_snr_bound(i)
+        if snr is None:
+            return None
+        if bound is None:
+            return f"{snr:.1f} dB"
+        return f">= {self.snr_range_db[1]:.1f} dB" if bound == "at_least" else f"<= {self.snr_range_db[0]:.1f} dB"
 
 
 class DynCPEnhancement(StrictPretrained, Pretrained):
@@ -281,6 +302,7 @@ class DynCPEnhancement(StrictPretrained, Pretrained):
         if calibration is not None:
             ratio = enhancer_mask_ratio_db(self.enhancer, noisy, out, spec=spec)
             result.snr_from_mask_db = [float(v) for v in calibration.predict(ratio.cpu().numpy())]
+            result.snr_range_db = calibration.reach_db()
         result.active_ratio = frame_active_ratio(out.gates, out.frame_mask)
         if speech is not None:  # without a VAD, periodic noise (hum, music) would vote for a register
             result.register_from_mask_hz = enhancer_mask_register_hz(self.enhancer, noisy, out, speech, spec=spec)

@@ -168,7 +168,8 @@ register_head(Head("noise", dict(task="classify", level="rate", window=None, reg
 register_head(Head("snr", dict(task="regress", level="rate", window=None, reg=1.0, fit_window=62),
                    snr_scores, "mae_db", unit="dB", output="snr_db", frame_label=False,
                    scored=lambda y: y < SNR_CEILING,  # clean items: no SNR to score
-                   summary=lambda a, i: {"snr_db": a.utterance_snr(i)}, display="SNR"))
+                   summary=lambda a, i: {"snr_db": a.utterance_snr(i), "snr_db_bound": a.utterance_snr_bound(i)},
+                   display="SNR"))
 # no per-frame F0 column: the masks give a speaker's register, not a pitch track (f0_register_hz)
 register_head(Head("f0", dict(task="regress", level="frame", context=0, target="log", voiced_only=True, reg=1.0),
                    f0_scores, "r2", unit="Hz", output="f0_hz", column=False,

@@ -18,7 +18,7 @@ Authors
 """
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -101,6 +101,21 @@ class MaskSNRCalibration:
     def predict(self, ratio_db) -> np.ndarray:
         """SNR estimates (dB) for ratios (dB)."""
         return np.interp(np.asarray(ratio_db, float), self.ratio_db, self.snr_db)
+
+    def reach_db(self) -> Tuple[float, float]:
+        """``(low, high)``: the values of the fit's bottom and top plateaus (isotonic regression keeps both
+        ends of a flat segment, so a plateau is a repeated value; the extremes where there is none). An
+        estimate at or beyond them is a bound: every ratio past the last fitting mixture maps there.
+
+        Example
+        -------
+        >>> MaskSNRCalibration([0.0, 1.0, 2.0, 3.0, 4.0], [-5.0, -4.0, -4.0, 20.0, 20.0]).reach_db()
+        (-4.0, 20.0)
+        """
+        v = self.snr_db
+        low = next((a for a, b in zip(v, v[1:]) if a == b), v[0])
+        high = next((a for a, b in zip(v[::-1], v[-2::-1]) if a == b), v[-1])
+        return low, high
 
     def to_dict(self) -> dict:
         """Plain lists (for ``hyperparams.yaml``)."""

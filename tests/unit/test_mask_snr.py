@@ -76,3 +76,28 @@ def test_silence_drops_the_mask_read_out_too():
     assert result.utterance_snr(0) is not None
     drop_signal_estimates(result)
     assert result.utterance_snr(0) is None
+
+
+def test_an_estimate_on_a_calibration_plateau_is_reported_as_a_bound():
+    """Clean speech reads the calibration's top (20 dB for the bundled model: its fitting mixtures stop
+    there); that is "20 dB or more", and the JSON and the figure say so. Inside the range: a plain number."""
+    import sys
+    from pathlib import Path
+
+    from speechbrain_dyncp.inference.loading import load_enhancer
+    from speechbrain_dyncp.probes.heads import head
+    from tests.unit.test_ge2e import voice_like
+
+    model = load_enhancer("dyncp_real_base")
+    low, high = MaskSNRCalibration.from_dict(model.hparams.snr_mask_calibration).reach_db()
+    assert (low, high) == (pytest.approx(-4.213), 20.0)
+    clean = torch.from_numpy(voice_like())[None]
+    g = torch.Generator().manual_seed(0)
+    noisy = clean + clean.std() * torch.randn(clean.shape, generator=g)  # about 0 dB
+    noise = 0.1 * torch.randn(1, 40000, generator=g)
+    with torch.no_grad():
+        results = [model.analyze_batch(x) for x in (clean, noisy, noise)]
+    assert [r.utterance_snr_bound(0) for r in results] == ["at_least", None, "at_most"]
+    assert results[0].utterance_snr_text(0) == ">= 20.0 dB" and results[2].utterance_snr_text(0) == "<= -4.2 dB"
+    assert low < results[1].utterance_snr(0) < high and results[1].utterance_snr_text(0).endswith(" dB")
+    assert head("snr").summary(results[0], 0) == {"snr_db": 20.0, "snr_db_bound": "at_least"}

@@ -115,3 +115,26 @@ def test_toy_head_streams_like_offline(loud_head):
     np.testing.assert_allclose(streamed, res.loud_prob[0, :n].numpy(), atol=1e-4)
     assert n >= res.frame_mask.shape[1] - 2
     assert outs[0].vad_prob == [] and outs[0].noise_class is None
+
+
+def test_the_figure_draws_the_register_not_a_pitch_track_and_the_snr_the_json_gives(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from speechbrain_dyncp.inference.loading import load_enhancer
+    from speechbrain_dyncp.plots import plot_analysis
+    from tests.unit.test_ge2e import voice_like
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at
+    model = load_enhancer("dyncp_real_base")
+    wav = torch.from_numpy(voice_like())
+    res = model.analyze_batch(wav[None])
+    register = res.register_hz(0)
+    assert register is not None and 100 < register < 180  # bursts at 110-170 Hz
+    plot_analysis(tmp_path / "user.png", wav, res)
+    plot_analysis(tmp_path / "diag.png", wav, res, ref_f0=np.full(res.frame_mask.shape[1], 140.0))
+    user, diag = ([ax for ax in f.axes if ax.get_ylabel() == "F0 Hz"][0] for f in figures)
+    drawn = [np.asarray(line.get_ydata(), float) for line in user.lines]
+    assert len(drawn) == 1 and np.allclose(drawn[0][np.isfinite(drawn[0])], register)  # one value, no track
+    assert len(diag.lines) == 3  # beside a reference: the probe's frames and the reference too
+    assert f"SNR est. {res.utterance_snr_text(0)}" in figures[0]._suptitle.get_text()
