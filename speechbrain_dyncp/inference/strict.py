@@ -91,12 +91,33 @@ class StrictPretrained:
 
     @classmethod
     def from_hparams(cls, source, *args, **kwargs):
-        """``Pretrained.from_hparams``, then :func:`check_loaded_weights`."""
+        """``Pretrained.from_hparams``, then :func:`check_loaded_weights`. ``source`` may also be the name of a
+        bundled model (``"dyncp_real_base"``, ``"speaker_real_fusion"``): without a slash and with no folder
+        of that name here, it is read as ``speechbrain_dyncp/pretrained/<name>``, not as a hub id to fetch."""
+        source = bundled_source(source)
         with _quiet_parameter_transfer():
             model = super().from_hparams(source, *args, **kwargs)
         if model is not None:  # None with download_only=True
             check_loaded_weights(model, source)
         return model
+
+
+def bundled_source(source):
+    """``source`` itself, or the bundled model folder its name means (see ``StrictPretrained.from_hparams``).
+
+    Example
+    -------
+    >>> bundled_source("dyncp_real_base").endswith("pretrained/dyncp_real_base"), bundled_source("org/model")
+    (True, 'org/model')
+    """
+    if isinstance(source, str) and "/" not in source and not Path(source).exists():
+        from speechbrain_dyncp.inference.loading import bundled_model_dir
+
+        try:
+            return str(bundled_model_dir(source))
+        except FileNotFoundError:  # not one of ours: SpeechBrain's own reading of it
+            pass
+    return source
 
 
 def _is_torch_file(path: Path) -> bool:

@@ -257,3 +257,25 @@ def test_export_of_an_intact_experiment_still_works(tmp_path, capsys):
     _experiment(tmp_path / "exp")
     assert main(["export", str(tmp_path / "exp"), "-o", str(tmp_path / "model")]) == 0
     assert load_enhancer(str(tmp_path / "model")).enhancer is not None
+
+
+def test_from_hparams_takes_a_bundled_name_offline_and_a_same_named_folder_wins(tmp_path, monkeypatch):
+    """The README's ``from_hparams``: a bundled name is that folder (no hub fetch, HF_HUB_OFFLINE=1 here);
+    a folder of that name in the working directory is the user's and is loaded instead."""
+    from speechbrain_dyncp.inference.enhancement import DynCPEnhancement
+    from speechbrain_dyncp.inference.loading import bundled_model_dir
+
+    x = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0))
+    by_name = DynCPEnhancement.from_hparams(source="dyncp_real_small", savedir=None)
+    by_path = DynCPEnhancement.from_hparams(source=str(bundled_model_dir("dyncp_real_small")), savedir=None)
+    assert torch.equal(by_name.enhance_batch(x), by_path.enhance_batch(x))
+    torch.manual_seed(1)
+    write_model_folder(tmp_path / "dyncp_real_small", dict(channels=8, hidden=16, n_stacks=2, n_blocks=3,
+                                                              gate_hidden=4), DynCPEnhancer(channels=8, hidden=16,
+                       n_stacks=2, n_blocks=3, gate_hidden=4).state_dict())
+    monkeypatch.chdir(tmp_path)
+    own = DynCPEnhancement.from_hparams(source="dyncp_real_small", savedir=None)
+    count = lambda m: sum(p.numel() for p in m.enhancer.parameters())  # noqa: E731
+    assert count(own) < count(by_name)  # the tiny folder here, not the bundled model
+    with pytest.raises(Exception):  # not ours and not a folder: SpeechBrain's hub reading, offline here
+        DynCPEnhancement.from_hparams(source="no_such_model_anywhere", savedir=str(tmp_path / "sd"))
