@@ -10,11 +10,12 @@ input SNR, with the same metric code, RNNoise wrapper and mixtures as ``bench_re
 * ``clean_ref``: the clean reference itself (what a perfect reproduction scores);
 * ``rnnoise_on_clean``: RNNoise on the clean reference (how much of the reference's own background it removes);
 * ``ideal_mask`` / ``ideal_mask_20db``: the ideal magnitude mask ``clip(|S| / |Y|, floor, 1)`` on the
-  enhancer's STFT (512 / 256, Hann, noisy phase), without a floor and with the shipped models' 20 dB
+  enhancer's STFT (512 / 256, Hann, zero padding, noisy phase), without a floor and with the shipped models' 20 dB
   attenuation limit: the best any real-valued mask of the noisy STFT can do toward the reference;
 * ``rnnoise``: RNNoise on the noisy mixture (the target's comparison).
 
-Each with SI-SDR against the reference. About 10 min per split on one thread.
+Each with SI-SDR against the reference, over all rooms per SNR (``name|10.0|dnsmos``) and per condition as
+``bench_real.py`` names them (``name|dry_10.0|dnsmos``, ``rev_...``). About 12 (valid) / 25 (test) min on one thread.
     python benchmarks/dnsmos_ceiling.py --split test --out benchmarks/results/dnsmos_ceiling_test.json
 
 Authors
@@ -39,12 +40,18 @@ SR, N_FFT, HOP = 16000, 512, 256
 NOISY_SNRS = ("10.0", "5.0", "0.0", "-5.0")  # the DNSMOS target's input SNRs
 
 
+def enhancer_stft(x: np.ndarray) -> torch.Tensor:
+    """``DynCPEnhancer.spectrum``'s STFT (Hann 512 / 256, centred, zero padding) in float64."""
+    window = torch.hann_window(N_FFT, dtype=torch.float64)
+    return torch.stft(torch.from_numpy(x), N_FFT, HOP, window=window, center=True, pad_mode="constant",
+                      return_complex=True)
+
+
 def ideal_mask(noisy: np.ndarray, clean: np.ndarray, floor: float) -> np.ndarray:
     """The reference's ideal magnitude mask, clipped to ``[floor, 1]``, applied to the noisy STFT."""
-    window = torch.hann_window(N_FFT, dtype=torch.float64)
-    spec = lambda x: torch.stft(torch.from_numpy(x), N_FFT, HOP, window=window, return_complex=True)  # noqa: E731
-    y, s = spec(noisy), spec(clean)
+    y, s = enhancer_stft(noisy), enhancer_stft(clean)
     mask = (s.abs() / y.abs().clamp(min=1e-9)).clamp(floor, 1.0)
+    window = torch.hann_window(N_FFT, dtype=torch.float64)
     return torch.istft(mask * y, N_FFT, HOP, window=window, length=len(noisy)).numpy()
 
 
@@ -72,9 +79,11 @@ def main(argv=None):
         noisy = read_audio(row["noisy_wav"], SR).double().numpy()
         clean = read_audio(row["clean_wav"], SR).double().numpy()
         for name, wav in outputs(noisy, clean, snr).items():
-            res[f"{name}|{snr}|si_sdr"].append(float(si_sdr(torch.from_numpy(wav)[None], torch.from_numpy(clean)[None])[0]))
-            for key, value in dnsmos_parts(wav).items():
+            values = dict(dnsmos_parts(wav))
+            values["si_sdr"] = float(si_sdr(torch.from_numpy(wav)[None], torch.from_numpy(clean)[None])[0])
+            for key, value in values.items():  # all rooms by SNR, and by condition (dry_10.0, rev_10.0, ...)
                 res[f"{name}|{snr}|{key}"].append(value)
+                res[f"{name}|{row['condition']}|{key}"].append(value)
     scores = {k: float(np.mean(v)) for k, v in sorted(res.items())}
     summary = {"split": args.split, "digest": manifest_digest(manifest), "n_items": len(rows), "scores": scores}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -45,3 +45,16 @@ def test_ideal_mask_beats_the_noisy_input_and_its_floored_twin(ceiling):
 
     free, floored = ceiling.ideal_mask(noisy, clean, 0.0), ceiling.ideal_mask(noisy, clean, 0.1)
     assert sdr(free) > sdr(floored) + 3 > sdr(noisy) + 3
+
+
+def test_ideal_mask_uses_the_enhancers_own_stft(ceiling):
+    """The ceiling is of the shipped model's transform: same frames, window and (zero) edge padding."""
+    import torch
+
+    from speechbrain_dyncp.lobes.enhancer import dyncp_small
+
+    x = np.random.default_rng(2).standard_normal(5000)
+    ours = ceiling.enhancer_stft(x)
+    theirs = dyncp_small().spectrum(torch.from_numpy(x).float()[None])[0]
+    assert ours.shape == theirs.shape
+    assert torch.allclose(ours.to(torch.complex64), theirs, atol=1e-4)
