@@ -78,7 +78,8 @@ def as_mono_float(chunk: Union[Tensor, np.ndarray]) -> Tensor:
         raise TypeError(f"expected an audio chunk as a torch.Tensor or numpy.ndarray, got {type(chunk).__name__}")
     if chunk.ndim > 2 or (chunk.ndim == 2 and chunk.shape[0] != 1):
         raise ValueError(f"expected a mono audio chunk [S] or [1, S], got shape {tuple(chunk.shape)}: "
-                         "down-mix multichannel audio first (e.g. chunk.mean(0))")
+                         "down-mix multichannel audio first (average over the channel axis: chunk.mean(1) "
+                         "for soundfile's [S, C], chunk.mean(0) for [C, S])")
     if not chunk.is_floating_point():  # integer PCM: full scale is the type's range
         low = torch.iinfo(chunk.dtype).min if chunk.dtype != torch.bool else 0
         if low == 0:
