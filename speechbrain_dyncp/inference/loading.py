@@ -19,29 +19,18 @@ Authors
  * speechbrain-dyncp contributors
 """
 
-from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-DEFAULT_ENHANCER = "dyncp_real_base"
-REAL_SMALL_ENHANCER = "dyncp_real_small"
-SYNTHETIC_ENHANCER = "dyncp_synthetic_small"
-SV_FRONT_END = "dyncp_sv_frontend"
-BUNDLED_ENHANCERS = (DEFAULT_ENHANCER, REAL_SMALL_ENHANCER, SYNTHETIC_ENHANCER, SV_FRONT_END)
-
-
-def bundled_model_dir(name: str = DEFAULT_ENHANCER) -> Path:
-    """Folder of a model that ships inside the package (``speechbrain_dyncp/pretrained/<name>``).
-
-    Example
-    -------
-    >>> (bundled_model_dir(SYNTHETIC_ENHANCER) / "hyperparams.yaml").is_file()
-    True
-    """
-    path = Path(str(resources.files("speechbrain_dyncp") / "pretrained" / name))
-    if not (path / "hyperparams.yaml").is_file():
-        raise FileNotFoundError(f"bundled model {name!r} not found at {path}")
-    return path
+# names and folders of the bundled models: bundled.py, which imports nothing of ours (strict.py uses it too)
+from speechbrain_dyncp.inference.bundled import (  # noqa: F401
+    BUNDLED_ENHANCERS,
+    DEFAULT_ENHANCER,
+    REAL_SMALL_ENHANCER,
+    SV_FRONT_END,
+    SYNTHETIC_ENHANCER,
+    bundled_model_dir,
+)
 
 
 def bundled_enhancer_name(model: Optional[str] = None) -> Optional[str]:

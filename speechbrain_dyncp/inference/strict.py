@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 
+from speechbrain_dyncp.inference.bundled import bundled_source  # noqa: E402
 from speechbrain_dyncp.inference.errors import ModelFolderError  # noqa: E402,F401 (raised and re-exported here)
 
 
@@ -100,24 +101,6 @@ class StrictPretrained:
         if model is not None:  # None with download_only=True
             check_loaded_weights(model, source)
         return model
-
-
-def bundled_source(source):
-    """``source`` itself, or the bundled model folder its name means (see ``StrictPretrained.from_hparams``).
-
-    Example
-    -------
-    >>> bundled_source("dyncp_real_base").endswith("pretrained/dyncp_real_base"), bundled_source("org/model")
-    (True, 'org/model')
-    """
-    if isinstance(source, str) and "/" not in source and not Path(source).exists():
-        from speechbrain_dyncp.inference.loading import bundled_model_dir
-
-        try:
-            return str(bundled_model_dir(source))
-        except FileNotFoundError:  # not one of ours: SpeechBrain's own reading of it
-            pass
-    return source
 
 
 def _is_torch_file(path: Path) -> bool:
