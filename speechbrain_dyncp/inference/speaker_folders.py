@@ -70,7 +70,7 @@ def speaker_model_folder(model=None, front_end=None) -> Path:
     (``dyncp_sv_frontend``), the bundled speaker model matched to its output when it is there."""
     if model:
         return resolve_speaker_source(str(model))
-    from speechbrain_dyncp.inference.loading import SV_FRONT_END, bundled_model_dir
+    from speechbrain_dyncp.inference.bundled import SV_FRONT_END, bundled_model_dir
 
     if front_end == SV_FRONT_END:
         try:
@@ -92,7 +92,7 @@ def published_ge2e(weights=None):
 
     if weights is not None:
         return GE2EEncoder().load_resemblyzer(weights).eval()
-    from speechbrain_dyncp.inference.loading import bundled_model_dir
+    from speechbrain_dyncp.inference.bundled import bundled_model_dir
     from speechbrain_dyncp.verification.embedding import load_speaker_embedder
 
     members = load_speaker_embedder(bundled_model_dir(DEFAULT_SPEAKER_MODEL)).waveform_members.members
